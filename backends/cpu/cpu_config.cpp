@@ -1,0 +1,16 @@
+#include "cpu_config.hpp"
+
+namespace mla::cpu {
+
+CpuConfig parse_cpu_config(ConfigReader& root) {
+  CpuConfig c;
+  ConfigReader section = root.object("cpu");
+  c.path = section.choice("path", c.path, {"fast", "reference"});
+  c.threads = section.integer("threads", c.threads, 0, 4096);
+  c.kv_tile_tokens = section.integer("kv_tile_tokens", c.kv_tile_tokens, 1, 1 << 16);
+  c.isa = section.choice("isa", c.isa, {"auto", "avx512_bf16", "portable"});
+  section.finish();
+  return c;
+}
+
+}  // namespace mla::cpu

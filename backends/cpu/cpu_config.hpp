@@ -1,0 +1,20 @@
+// The cpu backend's config section ("cpu": {...}), documented in docs/configs.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "mla/config.hpp"
+
+namespace mla::cpu {
+
+struct CpuConfig {
+  std::string path = "fast";  // "fast" (online softmax over KV tiles) or "reference" (float64)
+  int64_t threads = 0;        // 0: every core oneTBB sees
+  int64_t kv_tile_tokens = 64;
+  std::string isa = "auto";   // "auto", "avx512_bf16" or "portable"
+};
+
+CpuConfig parse_cpu_config(ConfigReader& root);
+
+}  // namespace mla::cpu

@@ -1,0 +1,44 @@
+// One unit of CPU work: a group of query rows (heads sharing one KV head, times query tokens)
+// against a range of one sequence's keys, with online softmax over KV tiles. Two
+// implementations: AVX-512 BF16 (bf16 inputs) and portable fp32 (any float dtype).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mla/dtype.hpp"
+
+namespace mla::cpu {
+
+struct TaskArgs {
+  int rows = 0;                        // query rows in this task
+  const void* const* q_rows = nullptr; // rows pointers, each d_qk elements of `dtype`
+  const int64_t* visible = nullptr;    // per row: keys [0, visible) may be attended (causal)
+  int64_t begin = 0, end = 0;          // key range of this task; end <= sequence length
+  const int32_t* block_row = nullptr;  // this sequence's block-table row
+  const void* kv = nullptr;            // kv_cache base
+  int64_t page_size = 0;
+  int64_t block_stride = 0;            // elements between blocks
+  int64_t token_stride = 0;            // elements between tokens of a block
+  int64_t head_offset = 0;             // elements to this KV head inside a token
+  int d_qk = 0, d_v = 0;
+  int tile = 64;                       // keys per online-softmax step
+  float scale = 1.0f;
+  DType dtype = DType::bf16;
+  float* out = nullptr;                // [rows, d_v] normalised output
+  float* lse = nullptr;                // [rows] natural log; -inf when nothing was attended
+};
+
+// Buffers a thread reuses across tasks.
+struct TaskScratch {
+  std::vector<float> acc, scores, row_max, row_sum;
+  std::vector<uint32_t> q_packed, p_packed, v_packed;
+  std::vector<float> q_f32, kv_f32;
+  std::vector<const void*> key_rows;
+};
+
+bool cpu_has_avx512_bf16();
+void run_task_avx512_bf16(const TaskArgs& args, TaskScratch& scratch);
+void run_task_portable(const TaskArgs& args, TaskScratch& scratch);
+
+}  // namespace mla::cpu

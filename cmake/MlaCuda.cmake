@@ -1,0 +1,18 @@
+# Decides whether the CUDA kernels are built. Without them the cuda backend still registers and
+# reports "built without CUDA" as the reason it is unavailable.
+set(MLA_HAVE_CUDA OFF)
+if(NOT MLA_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(MLA_HAVE_CUDA ON)
+  elseif(MLA_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "MLA_CUDA=ON but no CUDA compiler was found")
+  endif()
+endif()
+message(STATUS "mla: CUDA kernels ${MLA_HAVE_CUDA}")

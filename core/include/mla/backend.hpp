@@ -1,0 +1,95 @@
+// The backend-neutral object ladder: Device (opened from a config) -> Plan (once per shape)
+// -> Schedule (once per decode step) -> run (once per layer).
+//
+// The public entry points are non-virtual: they validate, then call the backend's do_*
+// hook, so every backend gets the same checks and the same error messages.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "mla/problem.hpp"
+#include "mla/tensor.hpp"
+
+namespace mla {
+
+// What a run did. Every result names the backend and the kernel that produced it.
+struct RunResult {
+  std::string backend;
+  std::string kernel;
+  double seconds = -1.0;    // time of the run when the backend knows it (simulated or measured)
+  bool simulated = false;   // true when `seconds` comes from a timing model
+  std::string report_json;  // backend-specific details (engine busy times, strategy, ...)
+};
+
+// Per-step work partition. Owns the step's workspace (split-KV partials), so a schedule must
+// not be used by two runs at the same time; runs of one step, one after another, share it.
+class Schedule {
+ public:
+  virtual ~Schedule() = default;
+  [[nodiscard]] virtual std::string describe() const = 0;
+};
+
+// Controls that cost time and therefore are off by default.
+struct RunOptions {
+  // Read cache_seqlens and block_table and check every used block id is in range. On a
+  // device backend this copies them to the host and synchronises.
+  bool validate_indices = false;
+};
+
+class Plan {
+ public:
+  virtual ~Plan() = default;
+  [[nodiscard]] const Problem& problem() const { return problem_; }
+  [[nodiscard]] virtual std::string backend_name() const = 0;
+  [[nodiscard]] virtual std::string kernel_name() const = 0;
+  // Why this kernel was chosen (and others were not): one or a few lines.
+  [[nodiscard]] virtual std::string explain() const = 0;
+  // Bytes of workspace one Schedule of this plan holds at most.
+  [[nodiscard]] virtual size_t workspace_bytes() const = 0;
+
+  // Partitions one step's work from cache_seqlens (int32 [b], in the device's memory).
+  // Device backends do not synchronise; host backends read the lengths and check them.
+  std::unique_ptr<Schedule> schedule(const TensorView& cache_seqlens, void* stream = nullptr) const;
+
+  // Computes out and lse. Asynchronous on device backends (ordered on `stream`); blocking on
+  // host backends. `schedule` must come from this plan for the lengths in args.cache_seqlens.
+  RunResult run(const RunArgs& args, const Schedule& schedule, void* stream = nullptr,
+                const RunOptions& options = {}) const;
+
+ protected:
+  explicit Plan(Problem problem) : problem_(std::move(problem)) {}
+  virtual std::unique_ptr<Schedule> do_schedule(const TensorView& cache_seqlens, void* stream) const = 0;
+  virtual RunResult do_run(const RunArgs& args, const Schedule& schedule, void* stream) const = 0;
+  // Host copies of lengths and block table for validate_indices; host backends return views.
+  virtual void check_indices(const RunArgs& args, void* stream) const;
+
+ private:
+  Problem problem_;
+};
+
+enum class CopyKind : int { host_to_device = 0, device_to_host = 1, device_to_device = 2 };
+
+class Device {
+ public:
+  virtual ~Device() = default;
+  [[nodiscard]] virtual std::string backend_name() const = 0;
+  [[nodiscard]] virtual std::string name() const = 0;  // the config's "name"
+  [[nodiscard]] virtual MemorySpace memory_space() const = 0;
+
+  // Validates the problem, then asks the backend for a plan. Throws Error(unsupported) with
+  // the reason when the backend cannot run this shape.
+  std::unique_ptr<Plan> plan(const Problem& problem) const;
+
+  // Memory in this device's space (host memory for host backends). 256-byte aligned.
+  [[nodiscard]] virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* ptr) noexcept = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes, CopyKind kind, void* stream = nullptr) = 0;
+  virtual void synchronize(void* stream = nullptr) = 0;
+
+ protected:
+  virtual std::unique_ptr<Plan> do_plan(const Problem& problem) const = 0;
+};
+
+}  // namespace mla

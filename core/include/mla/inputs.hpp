@@ -1,0 +1,43 @@
+// Random operator inputs that follow the testing rules of DESIGN 7: fresh random values
+// (never zeros), KV rows past each length and unused block-table entries poisoned, outputs
+// poisoned before every run so unwritten elements show.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mla/host_tensor.hpp"
+#include "mla/problem.hpp"
+
+namespace mla {
+
+struct InputSpec {
+  int64_t seqlen = 1024;          // length of every sequence (or the mean with varlen)
+  bool varlen = false;            // lengths max(Normal(seqlen, seqlen/2), s_q), as ANCHORS.md
+  std::vector<int32_t> seqlens;   // explicit lengths; overrides seqlen/varlen when not empty
+  uint64_t seed = 1;
+  bool poison = true;             // NaN rows past the lengths, junk block ids past the pages used
+  int64_t extra_blocks = 1;       // unused physical blocks (poisoned) beyond those needed
+};
+
+// The lengths InputSpec describes for `batch` sequences.
+std::vector<int32_t> make_seqlens(const InputSpec& spec, int64_t batch, int64_t s_q);
+
+struct HostInputs {
+  Problem problem;  // num_blocks and max_blocks_per_seq filled in
+  std::vector<int32_t> seqlens;
+  HostTensor q, q_nope, q_rope, w_uk, w_uv, kv_cache, block_table, cache_seqlens, out, lse;
+
+  [[nodiscard]] RunArgs args() const;  // host views of all tensors
+  void poison_outputs();               // NaN into out and lse
+  [[nodiscard]] double mean_seqlen() const;
+};
+
+// `problem` gives everything but num_blocks / max_blocks_per_seq, which are derived.
+HostInputs make_random_inputs(const Problem& problem, const InputSpec& spec);
+
+// Host inputs of a problem whose tensors come from elsewhere (a file): shapes checked later.
+Problem infer_problem_from_tensors(Problem base, const RunArgs& args);
+
+}  // namespace mla

@@ -1,0 +1,38 @@
+#include "mla/backend.hpp"
+
+#include <vector>
+
+#include "mla/error.hpp"
+#include "mla/validate.hpp"
+
+namespace mla {
+
+std::unique_ptr<Plan> Device::plan(const Problem& problem) const {
+  validate_problem(problem);
+  auto plan = do_plan(problem);
+  if (!plan) fail(ErrorCode::internal, backend_name() + ": do_plan returned no plan");
+  return plan;
+}
+
+std::unique_ptr<Schedule> Plan::schedule(const TensorView& cache_seqlens, void* stream) const {
+  validate_seqlens_tensor(problem_, cache_seqlens, cache_seqlens.space);
+  return do_schedule(cache_seqlens, stream);
+}
+
+RunResult Plan::run(const RunArgs& args, const Schedule& schedule, void* stream, const RunOptions& options) const {
+  validate_args(problem_, args, args.out.space);
+  if (options.validate_indices) check_indices(args, stream);
+  RunResult result = do_run(args, schedule, stream);
+  if (result.backend.empty()) result.backend = backend_name();
+  if (result.kernel.empty()) result.kernel = kernel_name();
+  return result;
+}
+
+void Plan::check_indices(const RunArgs& args, void* /*stream*/) const {
+  if (args.cache_seqlens.space != MemorySpace::host || args.block_table.space != MemorySpace::host)
+    fail(ErrorCode::internal, backend_name() + ": check_indices on device memory needs the backend's override");
+  validate_indices(problem_, args.cache_seqlens.as<const int32_t>(), args.block_table.as<const int32_t>(),
+                   args.block_table.strides[0]);
+}
+
+}  // namespace mla
