@@ -10,9 +10,11 @@ namespace mla {
 
 Tolerance tolerance_for(DType dtype) {
   switch (dtype) {
-    case DType::bf16: return {1e-2, 2e-2};
-    case DType::fp16: return {3e-3, 5e-3};
-    default: return {1e-4, 1e-4};
+    // Outputs are convex combinations of N(0,1) values: |out| stays O(1), so absolute
+    // bounds at a few dozen output ulps are meaningful.
+    case DType::bf16: return {1e-2, 4e-2, 2e-2};
+    case DType::fp16: return {3e-3, 8e-3, 5e-3};
+    default: return {1e-4, 2e-4, 1e-4};
   }
 }
 
@@ -72,6 +74,7 @@ Comparison compare_to_reference(const Problem& p, const ReferenceOutput& ref, co
     if (rf) c.lse_max_abs_error = std::max(c.lse_max_abs_error, std::fabs(g - r));
   }
   c.passed = c.nonfinite_mismatches == 0 && c.rel_l2_error <= c.tolerance.rel_l2 &&
+             c.max_abs_error <= c.tolerance.max_abs &&
              c.lse_max_abs_error <= c.tolerance.lse_abs && c.trustworthy;
   return c;
 }
@@ -84,7 +87,7 @@ std::string Comparison::summary() const {
      << " nonfinite_mismatch=" << nonfinite_mismatches;
   if (unwritten) os << " unwritten=" << unwritten;
   if (!trustworthy) os << " MISTRUSTED(zero_fraction=" << zero_fraction << ")";
-  os << " (tol rel_l2<=" << tolerance.rel_l2 << " lse<=" << tolerance.lse_abs << ")";
+  os << " (tol rel_l2<=" << tolerance.rel_l2 << " max_abs<=" << tolerance.max_abs << " lse<=" << tolerance.lse_abs << ")";
   return os.str();
 }
 

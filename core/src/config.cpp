@@ -199,6 +199,7 @@ void apply_override(nlohmann::json& config, const std::string& assignment) {
   while (std::getline(parts, part, '.')) names.push_back(part);
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i].empty()) fail(ErrorCode::invalid_argument, "--set: empty path component in \"" + key + "\"");
+    if (node->is_null()) *node = nlohmann::json::object();
     if (!node->is_object()) fail(ErrorCode::invalid_argument, "--set: \"" + key + "\" goes through a non-object");
     node = &(*node)[names[i]];
   }

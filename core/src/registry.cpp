@@ -58,6 +58,7 @@ const BackendFactory* parse(const nlohmann::json& config, const std::vector<Back
     std::string names;
     for (const auto& f : list) names += (names.empty() ? "" : ", ") + f.name;
     root.add_issue("backend", "required key is missing (expected one of " + names + ")");
+    root.finish();
     return nullptr;
   }
   std::vector<std::string> names;

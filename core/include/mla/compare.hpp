@@ -10,7 +10,8 @@
 namespace mla {
 
 struct Tolerance {
-  double rel_l2;   // on out
+  double rel_l2;   // on out, over the whole tensor
+  double max_abs;  // on out, per element: catches a few wrong elements that rel_l2 averages away
   double lse_abs;  // on finite lse entries
 };
 Tolerance tolerance_for(DType dtype);

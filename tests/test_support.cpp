@@ -1,0 +1,37 @@
+#include "test_support.hpp"
+
+namespace mla::testing {
+
+nlohmann::json config_for(const std::string& backend, const nlohmann::json& extra) {
+  nlohmann::json c = {{"backend", backend}};
+  c.update(extra);
+  return c;
+}
+
+CaseResult run_and_compare(Device& device, HostInputs& in) {
+  auto plan = device.plan(in.problem);
+  auto schedule = plan->schedule(in.cache_seqlens.view());
+  in.poison_outputs();
+  CaseResult r;
+  r.run = plan->run(in.args(), *schedule, nullptr, RunOptions{true});
+  ReferenceOutput ref = reference_decode(in.problem, in.args());
+  r.comparison = compare_to_reference(in.problem, ref, in.out.view(), in.lse.view());
+  return r;
+}
+
+Problem small_problem(int64_t b, int64_t s_q, int64_t h_q, int64_t h_kv, bool causal, int64_t page_size, Variant variant,
+                      DType dtype) {
+  Problem p;
+  p.variant = variant;
+  p.batch = b;
+  p.s_q = s_q;
+  p.h_q = h_q;
+  p.h_kv = h_kv;
+  p.causal = causal;
+  p.page_size = page_size;
+  p.dtype = dtype;
+  p.kv.dtype = dtype;
+  return p;
+}
+
+}  // namespace mla::testing
