@@ -55,7 +55,7 @@ TEST_CASE("opening a bad or unavailable config fails with the reason", "[core][c
   }
 }
 
-TEST_CASE("--set overrides", "[core][config]") {
+TEST_CASE("config overrides given with --set", "[core][config]") {
   json c = default_config();
   apply_override(c, "cpu.path=reference");
   apply_override(c, "cpu.threads=1");
