@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "mla/error.hpp"
+#include "mla/logging.hpp"
 #include "mla/validate.hpp"
 
 namespace mla {
@@ -11,12 +12,15 @@ std::unique_ptr<Plan> Device::plan(const Problem& problem) const {
   validate_problem(problem);
   auto plan = do_plan(problem);
   if (!plan) fail(ErrorCode::internal, backend_name() + ": do_plan returned no plan");
+  log_info(backend_name() + ": plan " + problem.describe() + " -> " + plan->kernel_name() + " (" + plan->explain() + ")");
   return plan;
 }
 
 std::unique_ptr<Schedule> Plan::schedule(const TensorView& cache_seqlens, void* stream) const {
   validate_seqlens_tensor(problem_, cache_seqlens, cache_seqlens.space);
-  return do_schedule(cache_seqlens, stream);
+  auto made = do_schedule(cache_seqlens, stream);
+  log_debug(backend_name() + ": schedule " + made->describe());
+  return made;
 }
 
 RunResult Plan::run(const RunArgs& args, const Schedule& schedule, void* stream, const RunOptions& options) const {
