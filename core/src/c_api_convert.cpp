@@ -1,0 +1,112 @@
+// C structs <-> C++ types. The C enums carry the C++ values (checked below), so conversion is
+// a range check plus a cast; a value outside the range is the caller's error, said as such.
+#include <string>
+
+#include "c_api_internal.hpp"
+#include "mla/problem.hpp"
+
+namespace mla::c_api {
+
+static_assert(MLA_MAX_RANK == kMaxRank);
+static_assert(MLA_ERROR_INTERNAL == static_cast<int>(ErrorCode::internal));
+static_assert(MLA_ERROR_INVALID_CONFIG == static_cast<int>(ErrorCode::invalid_config));
+static_assert(MLA_ERROR_BACKEND_UNAVAILABLE == static_cast<int>(ErrorCode::backend_unavailable));
+static_assert(MLA_DTYPE_BF16 == static_cast<int>(DType::bf16) && MLA_DTYPE_FP32 == static_cast<int>(DType::fp32));
+static_assert(MLA_DTYPE_INT32 == static_cast<int>(DType::int32) && MLA_DTYPE_FP64 == static_cast<int>(DType::fp64));
+static_assert(MLA_MEMORY_DEVICE == static_cast<int>(MemorySpace::device));
+static_assert(MLA_VARIANT_ABSORB == static_cast<int>(Variant::absorb));
+static_assert(MLA_KV_SCALING_PER_TOKEN == static_cast<int>(KvScaling::per_token));
+static_assert(MLA_COPY_DEVICE_TO_DEVICE == static_cast<int>(CopyKind::device_to_device));
+
+namespace {
+
+int32_t checked_enum(int32_t value, int32_t last, const std::string& field) {
+  if (value < 0 || value > last)
+    fail(ErrorCode::invalid_argument,
+         field + ": expected a value in [0, " + std::to_string(last) + "], got " + std::to_string(value));
+  return value;
+}
+
+DType to_dtype(int32_t value, const std::string& field) {
+  return static_cast<DType>(checked_enum(value, MLA_DTYPE_FP64, field));
+}
+
+}  // namespace
+
+TensorView to_view(const mla_tensor& tensor, const char* name) {
+  const std::string field = name;
+  TensorView view;
+  view.data = tensor.data;
+  view.dtype = to_dtype(tensor.dtype, field + ".dtype");
+  view.rank = checked_enum(tensor.rank, MLA_MAX_RANK, field + ".rank");
+  view.space = static_cast<MemorySpace>(checked_enum(tensor.space, MLA_MEMORY_DEVICE, field + ".space"));
+  for (int d = 0; d < kMaxRank; ++d) {
+    view.shape[static_cast<size_t>(d)] = tensor.shape[d];
+    view.strides[static_cast<size_t>(d)] = tensor.strides[d];
+  }
+  return view;
+}
+
+RunArgs to_run_args(const mla_tensors& tensors) {
+  RunArgs args;
+  args.q = to_view(tensors.q, "q");
+  args.q_nope = to_view(tensors.q_nope, "q_nope");
+  args.q_rope = to_view(tensors.q_rope, "q_rope");
+  args.w_uk = to_view(tensors.w_uk, "w_uk");
+  args.w_uv = to_view(tensors.w_uv, "w_uv");
+  args.kv_cache = to_view(tensors.kv_cache, "kv_cache");
+  args.block_table = to_view(tensors.block_table, "block_table");
+  args.cache_seqlens = to_view(tensors.cache_seqlens, "cache_seqlens");
+  args.out = to_view(tensors.out, "out");
+  args.lse = to_view(tensors.lse, "lse");
+  return args;
+}
+
+Problem to_problem(const mla_problem& c) {
+  Problem p;
+  p.variant = static_cast<Variant>(checked_enum(c.variant, MLA_VARIANT_ABSORB, "problem.variant"));
+  p.batch = c.batch;
+  p.s_q = c.s_q;
+  p.h_q = c.h_q;
+  p.h_kv = c.h_kv;
+  p.d_c = c.d_c;
+  p.d_r = c.d_r;
+  p.d_nope = c.d_nope;
+  p.d_vh = c.d_vh;
+  p.page_size = c.page_size;
+  p.num_blocks = c.num_blocks;
+  p.max_blocks_per_seq = c.max_blocks_per_seq;
+  p.causal = c.causal != 0;
+  p.softmax_scale = c.softmax_scale;
+  p.dtype = to_dtype(c.dtype, "problem.dtype");
+  p.kv.dtype = to_dtype(c.kv_dtype, "problem.kv_dtype");
+  p.kv.scaling = static_cast<KvScaling>(checked_enum(c.kv_scaling, MLA_KV_SCALING_PER_TOKEN, "problem.kv_scaling"));
+  p.kv.scale_tile = c.kv_scale_tile;
+  return p;
+}
+
+mla_problem from_problem(const Problem& p) {
+  mla_problem c{};
+  c.struct_size = sizeof(mla_problem);
+  c.variant = static_cast<int32_t>(p.variant);
+  c.batch = p.batch;
+  c.s_q = p.s_q;
+  c.h_q = p.h_q;
+  c.h_kv = p.h_kv;
+  c.d_c = p.d_c;
+  c.d_r = p.d_r;
+  c.d_nope = p.d_nope;
+  c.d_vh = p.d_vh;
+  c.page_size = p.page_size;
+  c.num_blocks = p.num_blocks;
+  c.max_blocks_per_seq = p.max_blocks_per_seq;
+  c.causal = p.causal ? 1 : 0;
+  c.softmax_scale = p.softmax_scale;
+  c.dtype = static_cast<int32_t>(p.dtype);
+  c.kv_dtype = static_cast<int32_t>(p.kv.dtype);
+  c.kv_scaling = static_cast<int32_t>(p.kv.scaling);
+  c.kv_scale_tile = p.kv.scale_tile;
+  return c;
+}
+
+}  // namespace mla::c_api
