@@ -5,7 +5,12 @@
 #include <numeric>
 #include <random>
 
+#include <limits>
+
+#include <tbb/parallel_for.h>
+
 #include "mla/error.hpp"
+#include "mla/half.hpp"
 
 namespace mla {
 
@@ -26,6 +31,54 @@ std::vector<int32_t> make_seqlens(const InputSpec& spec, int64_t batch, int64_t 
   return lens;
 }
 
+namespace {
+
+// Counter-based random numbers: chunk k of a tensor always gets the same values whatever the
+// thread count, so inputs are reproducible from the seed alone and fill in parallel.
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+constexpr int64_t kFillChunk = 1 << 16;
+
+// Uniform values with unit variance times `scale` (never exactly zero in practice).
+void fill_random(HostTensor& t, uint64_t seed, double scale) {
+  const int64_t n = t.view().numel();
+  const int64_t chunks = (n + kFillChunk - 1) / kFillChunk;
+  const float amplitude = static_cast<float>(std::sqrt(3.0) * scale);
+  tbb::parallel_for(int64_t{0}, chunks, [&](int64_t c) {
+    uint64_t state = seed * 0x2545f4914f6cdd1dULL + static_cast<uint64_t>(c);
+    const int64_t begin = c * kFillChunk, end = std::min(n, begin + kFillChunk);
+    std::vector<float> values(static_cast<size_t>(end - begin));
+    for (auto& v : values) {
+      const uint64_t r = splitmix64(state);
+      v = amplitude * (static_cast<float>(r >> 40) * (2.0f / 16777216.0f) - 1.0f);
+    }
+    const TensorView& view = t.view();
+    switch (view.dtype) {
+      case DType::bf16:
+        for (int64_t i = begin; i < end; ++i) view.as<uint16_t>()[i] = float_to_bf16(values[static_cast<size_t>(i - begin)]);
+        break;
+      case DType::fp16:
+        for (int64_t i = begin; i < end; ++i) view.as<uint16_t>()[i] = float_to_fp16(values[static_cast<size_t>(i - begin)]);
+        break;
+      case DType::fp32: std::copy(values.begin(), values.end(), view.as<float>() + begin); break;
+      default:
+        for (int64_t i = begin; i < end; ++i) t.set(i, values[static_cast<size_t>(i - begin)]);
+    }
+  });
+}
+
+void fill_nan_range(HostTensor& t, int64_t begin, int64_t count) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int64_t i = begin; i < begin + count; ++i) t.set(i, nan);
+}
+
+}  // namespace
+
 HostInputs make_random_inputs(const Problem& base, const InputSpec& spec) {
   HostInputs in;
   in.problem = base;
@@ -40,38 +93,35 @@ HostInputs make_random_inputs(const Problem& base, const InputSpec& spec) {
   p.max_blocks_per_seq = std::max<int64_t>(max_pages + (spec.poison ? 1 : 0), 1);
   p.num_blocks = std::max<int64_t>(total_pages + spec.extra_blocks, 1);
 
-  std::mt19937_64 rng(spec.seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  auto fill = [&](HostTensor& t, double scale) {
-    const int64_t n = t.view().numel();
-    for (int64_t i = 0; i < n; ++i) t.set(i, scale * normal(rng));
-  };
-
+  uint64_t stream = spec.seed * 1000003ULL;
+  auto next_seed = [&] { return splitmix64(stream); };
   const int64_t b = p.batch, s = p.s_q, h = p.h_q;
   if (p.variant == Variant::latent) {
     in.q = HostTensor(p.dtype, {b, s, h, p.d_qk()});
-    fill(in.q, 1.0);
+    fill_random(in.q, next_seed(), 1.0);
   } else {
     in.q_nope = HostTensor(p.dtype, {b, s, h, p.d_nope});
     in.q_rope = HostTensor(p.dtype, {b, s, h, p.d_r});
     in.w_uk = HostTensor(p.dtype, {h, p.d_nope, p.d_c});
     in.w_uv = HostTensor(p.dtype, {h, p.d_c, p.d_vh});
-    fill(in.q_nope, 1.0);
-    fill(in.q_rope, 1.0);
-    fill(in.w_uk, 1.0 / std::sqrt(static_cast<double>(p.d_nope)));
-    fill(in.w_uv, 1.0 / std::sqrt(static_cast<double>(p.d_c)));
+    fill_random(in.q_nope, next_seed(), 1.0);
+    fill_random(in.q_rope, next_seed(), 1.0);
+    fill_random(in.w_uk, next_seed(), 1.0 / std::sqrt(static_cast<double>(p.d_nope)));
+    fill_random(in.w_uv, next_seed(), 1.0 / std::sqrt(static_cast<double>(p.d_c)));
   }
 
   // Physical blocks in shuffled order so that logical order never matches physical order.
   std::vector<int32_t> physical(static_cast<size_t>(p.num_blocks));
   std::iota(physical.begin(), physical.end(), 0);
+  std::mt19937_64 rng(next_seed());
   std::shuffle(physical.begin(), physical.end(), rng);
 
+  // Every element random first; then, with poison, NaN into every row no valid token owns.
   in.kv_cache = HostTensor(p.kv.dtype, {p.num_blocks, p.page_size, p.h_kv, p.d_qk()});
-  if (spec.poison) in.kv_cache.fill_nan();
+  fill_random(in.kv_cache, next_seed(), 1.0);
   in.block_table = HostTensor(DType::int32, {b, p.max_blocks_per_seq});
-  in.block_table.fill_nan();  // junk ids everywhere, then the used pages get real ones
-  if (!spec.poison) std::fill_n(in.block_table.as<int32_t>(), b * p.max_blocks_per_seq, 0);
+  if (spec.poison) in.block_table.fill_nan();  // junk ids everywhere, then the used pages get real ones
+  else std::fill_n(in.block_table.as<int32_t>(), b * p.max_blocks_per_seq, 0);
 
   const int64_t row = p.h_kv * p.d_qk();
   size_t next = 0;
@@ -79,19 +129,16 @@ HostInputs make_random_inputs(const Problem& base, const InputSpec& spec) {
     const int64_t len = in.seqlens[static_cast<size_t>(i)];
     const int64_t pages = (len + p.page_size - 1) / p.page_size;
     for (int64_t j = 0; j < pages; ++j) {
-      int32_t block = physical[next++];
+      const int32_t block = physical[next++];
       in.block_table.as<int32_t>()[i * p.max_blocks_per_seq + j] = block;
       const int64_t valid = std::min(p.page_size, len - j * p.page_size);
-      const int64_t base = static_cast<int64_t>(block) * p.page_size * row;
-      for (int64_t k = 0; k < valid * row; ++k) in.kv_cache.set(base + k, normal(rng));
-      if (!spec.poison)
-        for (int64_t k = valid * row; k < p.page_size * row; ++k) in.kv_cache.set(base + k, normal(rng));
+      if (spec.poison)
+        fill_nan_range(in.kv_cache, (static_cast<int64_t>(block) * p.page_size + valid) * row, (p.page_size - valid) * row);
     }
   }
-  if (!spec.poison)  // fill the spare blocks too so nothing is left uninitialised
+  if (spec.poison)
     for (size_t k = next; k < physical.size(); ++k)
-      for (int64_t e = 0; e < p.page_size * row; ++e)
-        in.kv_cache.set(static_cast<int64_t>(physical[k]) * p.page_size * row + e, normal(rng));
+      fill_nan_range(in.kv_cache, static_cast<int64_t>(physical[k]) * p.page_size * row, p.page_size * row);
 
   in.cache_seqlens = HostTensor(DType::int32, {b});
   std::copy(in.seqlens.begin(), in.seqlens.end(), in.cache_seqlens.as<int32_t>());

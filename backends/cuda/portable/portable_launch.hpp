@@ -1,0 +1,79 @@
+// Host-side entry points of the portable (sm_80+) kernels: the device-side scheduler, the
+// split-KV decode kernel and the combine kernel. Everything here is asynchronous on `stream`
+// and throws mla::Error(device_error) when a launch fails.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace mla::cuda::portable {
+
+inline constexpr int kDqk = 576;  // d_c + d_r: the kernels are compiled for DeepSeek's MLA widths
+inline constexpr int kDv = 512;   // d_c
+
+// One contiguous key range of one sequence; written by the scheduler, read by the decode and
+// combine kernels. 32 bytes so one entry is two aligned 16-byte loads.
+struct SplitEntry {
+  int32_t seq;
+  int32_t begin;  // first key of the range
+  int32_t end;    // one past the last key
+  int32_t slot;   // partial-result slot, or -1 when the sequence has one split (direct write)
+  int32_t len;    // the sequence's length (causal limits need it)
+  int32_t pad[3];
+};
+
+// The schedule's workspace, carved from one device allocation.
+struct ScheduleLayout {
+  int32_t* total_splits = nullptr;  // [1]
+  int32_t* work_counter = nullptr;  // [1], zeroed before every decode launch (items taken so far)
+  int32_t* seq_splits = nullptr;    // [b]
+  int32_t* seq_offset = nullptr;    // [b]
+  SplitEntry* entries = nullptr;    // [max_splits]
+  float* partial_out = nullptr;     // [max_splits, rows_per_seq, kDv]
+  float* partial_lse = nullptr;     // [max_splits, rows_per_seq], log-sum-exp in natural log
+};
+size_t schedule_workspace_bytes(int64_t batch, int64_t max_splits, int64_t rows_per_seq);
+ScheduleLayout carve_schedule_layout(void* base, int64_t batch, int64_t max_splits, int64_t rows_per_seq);
+
+// Query rows of one CTA: 16, 32 or 64 (s_q * heads_per_kv folded into rows, padded).
+enum class TileShape : int { m16 = 0, m32 = 1, m64 = 2 };
+int tile_rows(TileShape shape);
+int tile_threads(TileShape shape);
+size_t decode_smem_bytes(TileShape shape, int stages);
+
+enum class Elem : int { bf16 = 0, fp16 = 1 };
+
+struct DecodeParams {
+  const void* q = nullptr;  // [b, s_q, h_q, kDqk]
+  int64_t q_stride_b = 0, q_stride_t = 0, q_stride_h = 0;
+  const void* kv = nullptr;  // [blocks, page, h_kv, kDqk]
+  int64_t kv_stride_block = 0, kv_stride_token = 0, kv_stride_head = 0;
+  const int32_t* block_table = nullptr;
+  int64_t bt_stride = 0;
+  void* out = nullptr;  // [b, s_q, h_q, kDv]
+  int64_t out_stride_b = 0, out_stride_t = 0, out_stride_h = 0;
+  float* lse = nullptr;  // [b, h_q, s_q]
+  int64_t lse_stride_b = 0, lse_stride_h = 0, lse_stride_t = 0;
+  int32_t batch = 0, s_q = 1, h_q = 1, h_kv = 1, page_size = 64;
+  int32_t heads_per_kv = 1;
+  int32_t rows_per_group = 1;  // s_q * heads_per_kv
+  int32_t m_tiles = 1;         // ceil(rows_per_group / tile rows)
+  int32_t units = 1;           // h_kv * m_tiles: CTAs per split
+  int32_t causal = 0;
+  float scale_log2 = 0.f;      // softmax_scale * log2(e)
+};
+
+// Max CTAs of the decode kernel resident per SM (the persistent grid is this times the SMs).
+int decode_occupancy(TileShape shape, Elem elem, int stages);
+// Raises the kernels' dynamic shared-memory limit; once per device and shape.
+void prepare_decode(TileShape shape, Elem elem, int stages);
+
+void launch_scheduler(const int32_t* cache_seqlens, int32_t batch, int32_t capacity_tokens, int32_t units,
+                      int32_t target_items, int32_t min_chunk, const ScheduleLayout& layout, cudaStream_t stream);
+void launch_decode(TileShape shape, Elem elem, int stages, int grid, const DecodeParams& params,
+                   const ScheduleLayout& layout, cudaStream_t stream);
+void launch_combine(Elem elem, const DecodeParams& params, const ScheduleLayout& layout, cudaStream_t stream);
+
+}  // namespace mla::cuda::portable

@@ -1,0 +1,149 @@
+// mla_cuda_bench: the ANCHORS.md benchmark table on the cuda backend, with the copy and
+// matmul ceilings measured in the same run.
+//   mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick]
+// Times plan->run (decode + combine; the schedule is made once per step and timed apart),
+// median of N launches timed with CUDA events, one input set per case.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "ceilings.hpp"
+#include "device_inputs.hpp"
+#include "mla/error.hpp"
+#include "mla/metrics.hpp"
+#include "mla/registry.hpp"
+
+using namespace mla;
+
+namespace {
+
+struct BenchCase {
+  const char* name;
+  int64_t b, s_q, h_q, len;
+  bool varlen, causal;
+  double flashmla_us;  // ANCHORS.md, same GPU kind
+  double triton_us;    // ANCHORS.md, 0 where not measured
+};
+
+const BenchCase kCases[] = {
+    {"memory-bound", 128, 1, 16, 4096, false, false, 241, 0},
+    {"memory-bound", 128, 1, 16, 8192, false, false, 431, 1350},
+    {"memory-bound", 128, 1, 32, 8192, false, false, 444, 0},
+    {"memory-bound", 128, 1, 64, 8192, false, false, 448, 0},
+    {"balanced", 128, 1, 128, 8192, false, false, 547, 4881},
+    {"balanced, varlen", 128, 1, 128, 8192, true, false, 569, 0},
+    {"compute-bound, causal, varlen", 128, 2, 128, 8192, true, true, 881, 0},
+    {"compute-bound, causal, varlen", 128, 2, 128, 16384, true, true, 1792, 0},
+    {"compute-bound, causal, varlen", 128, 2, 128, 32768, true, true, 3549, 0},
+    {"small batch, long", 2, 1, 128, 32768, false, false, 75, 825},
+    {"small batch, long", 8, 1, 16, 65536, false, false, 239, 865},
+};
+
+template <typename Fn>
+double median_us(Fn&& fn, cudaStream_t stream, int warmup, int iters) {
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<float> ms;
+  for (int i = 0; i < iters; ++i) {
+    cudaEventRecord(a, stream);
+    fn();
+    cudaEventRecord(b, stream);
+    cudaEventSynchronize(b);
+    float t = 0;
+    cudaEventElapsedTime(&t, a, b);
+    ms.push_back(t);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaError_t st = cudaGetLastError();
+  if (st != cudaSuccess) fail(ErrorCode::device_error, std::string("bench: ") + cudaGetErrorString(st));
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2] * 1e3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick]\n");
+    return 2;
+  }
+  const std::string config = argv[1];
+  int iters = 50, warmup = 5;
+  std::string json_path, which = "all";
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    if (k == "--iters") iters = std::stoi(argv[i + 1]);
+    else if (k == "--warmup") warmup = std::stoi(argv[i + 1]);
+    else if (k == "--json") json_path = argv[i + 1];
+    else if (k == "--cases") which = argv[i + 1];
+  }
+  try {
+    auto device = open_device_from_file(config);
+    const double copy_gbps = cuda_tools::measure_copy_gbps();
+    const double mm_tflops = cuda_tools::measure_matmul_tflops(8192);
+    std::printf("ceilings: copy %.0f GB/s (read + write), bf16 8192^3 matmul %.0f TFLOP/s\n", copy_gbps, mm_tflops);
+    cudaStream_t stream = nullptr;
+    cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+
+    std::string json = "{\"copy_gbps\":" + std::to_string(copy_gbps) + ",\"matmul_tflops\":" +
+                       std::to_string(mm_tflops) + ",\"cases\":[";
+    std::printf("| case | b | s_q | h_q | len | us | GB/s | TFLOP/s | vs FlashMLA | vs Triton | of copy | of matmul | sched us | kernel |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    bool first = true;
+    for (const BenchCase& c : kCases) {
+      if (which == "quick" && c.len > 8192) continue;
+      Problem p;
+      p.batch = c.b;
+      p.s_q = c.s_q;
+      p.h_q = c.h_q;
+      p.causal = c.causal;
+      p.page_size = 64;
+      InputSpec spec;
+      spec.seqlen = c.len;
+      spec.varlen = c.varlen;
+      spec.seed = 11;
+      cuda_tools::DeviceTensors store(*device);
+      auto in = cuda_tools::make_bench_inputs(store, p, spec, stream);
+      auto plan = device->plan(in.problem);
+      auto schedule = plan->schedule(in.args.cache_seqlens, stream);
+      const double sched_us = median_us([&] { auto s = plan->schedule(in.args.cache_seqlens, stream); }, stream, 2, 10);
+      const double us = median_us([&] { plan->run(in.args, *schedule, stream); }, stream, warmup, iters);
+      const double bytes = anchor_bytes(in.problem, in.mean_seqlen);
+      const double flops = anchor_flops(in.problem, in.mean_seqlen);
+      const double gbps = bytes / (us * 1e-6) / 1e9, tflops = flops / (us * 1e-6) / 1e12;
+      const double vs_fm = c.flashmla_us / us;  // >1: faster than FlashMLA
+      const double vs_tr = c.triton_us > 0 ? c.triton_us / us : 0;
+      char tr[32] = "-";
+      if (vs_tr > 0) std::snprintf(tr, sizeof tr, "%.2fx", vs_tr);
+      std::printf("| %s | %lld | %lld | %lld | %s%lld | %.1f | %.0f | %.1f | %.2fx | %s | %.2f | %.2f | %.1f | %s |\n",
+                  c.name, (long long)c.b, (long long)c.s_q, (long long)c.h_q, c.varlen ? "~" : "", (long long)c.len,
+                  us, gbps, tflops, vs_fm, tr, gbps / copy_gbps, tflops / mm_tflops, sched_us,
+                  plan->kernel_name().c_str());
+      std::fflush(stdout);
+      char buf[512];
+      std::snprintf(buf, sizeof buf,
+                    "%s{\"case\":\"%s\",\"b\":%lld,\"s_q\":%lld,\"h_q\":%lld,\"len\":%lld,\"varlen\":%s,\"mean_len\":%.1f,"
+                    "\"us\":%.2f,\"gbps\":%.1f,\"tflops\":%.2f,\"flashmla_us\":%.0f,\"triton_us\":%.0f,\"sched_us\":%.2f,"
+                    "\"kernel\":\"%s\"}",
+                    first ? "" : ",", c.name, (long long)c.b, (long long)c.s_q, (long long)c.h_q, (long long)c.len,
+                    c.varlen ? "true" : "false", in.mean_seqlen, us, gbps, tflops, c.flashmla_us, c.triton_us, sched_us,
+                    plan->kernel_name().c_str());
+      json += buf;
+      first = false;
+    }
+    json += "]}\n";
+    if (!json_path.empty()) std::ofstream(json_path) << json;
+    cudaStreamDestroy(stream);
+  } catch (const Error& e) {
+    std::printf("bench failed: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

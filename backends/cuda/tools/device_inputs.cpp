@@ -1,0 +1,119 @@
+#include "device_inputs.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include "mla/error.hpp"
+#include "mla/host_tensor.hpp"
+
+namespace mla::cuda_tools {
+
+DeviceTensors::~DeviceTensors() {
+  for (void* p : owned_) device_.deallocate(p);
+}
+
+TensorView DeviceTensors::empty(DType dtype, std::initializer_list<int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  void* p = device_.allocate(static_cast<size_t>(std::max<int64_t>(n, 1)) * dtype_size(dtype));
+  owned_.push_back(p);
+  return TensorView::contiguous(p, dtype, shape, MemorySpace::device);
+}
+
+TensorView DeviceTensors::upload(const HostTensor& host, void* stream) {
+  if (!host.defined()) return {};
+  void* p = device_.allocate(std::max<size_t>(host.bytes(), 1));
+  owned_.push_back(p);
+  device_.copy(p, host.data(), host.bytes(), CopyKind::host_to_device, stream);
+  TensorView v = host.view();
+  v.data = p;
+  v.space = MemorySpace::device;
+  return v;
+}
+
+void DeviceTensors::download(HostTensor& host, const TensorView& dev, void* stream) {
+  device_.copy(host.data(), dev.data, host.bytes(), CopyKind::device_to_host, stream);
+}
+
+RunArgs upload_inputs(DeviceTensors& s, const HostInputs& in, void* stream) {
+  RunArgs a;
+  a.q = s.upload(in.q, stream);
+  a.q_nope = s.upload(in.q_nope, stream);
+  a.q_rope = s.upload(in.q_rope, stream);
+  a.w_uk = s.upload(in.w_uk, stream);
+  a.w_uv = s.upload(in.w_uv, stream);
+  a.kv_cache = s.upload(in.kv_cache, stream);
+  a.block_table = s.upload(in.block_table, stream);
+  a.cache_seqlens = s.upload(in.cache_seqlens, stream);
+  a.out = s.upload(in.out, stream);
+  a.lse = s.upload(in.lse, stream);
+  return a;
+}
+
+void fill_random(Device& device, void* dst, size_t bytes, DType dtype, uint64_t seed, void* stream) {
+  constexpr size_t kPoolElems = size_t{32} << 20;
+  static HostTensor pool;
+  static DType pool_dtype = DType::int32;
+  static uint64_t pool_seed = 0;
+  if (!pool.defined() || pool_dtype != dtype || pool_seed != seed) {
+    pool = HostTensor(dtype, {static_cast<int64_t>(kPoolElems)});
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (size_t i = 0; i < kPoolElems; ++i) pool.set(static_cast<int64_t>(i), normal(rng));
+    pool_dtype = dtype;
+    pool_seed = seed;
+  }
+  // Upload the pool once, then tile it device-to-device.
+  auto* d = static_cast<unsigned char*>(dst);
+  const size_t first = std::min(bytes, pool.bytes());
+  device.copy(d, pool.data(), first, CopyKind::host_to_device, stream);
+  for (size_t off = first; off < bytes; off += first)
+    device.copy(d + off, d, std::min(first, bytes - off), CopyKind::device_to_device, stream);
+}
+
+BenchInputs make_bench_inputs(DeviceTensors& store, const Problem& base, const InputSpec& spec, void* stream) {
+  BenchInputs b;
+  b.problem = base;
+  Problem& p = b.problem;
+  std::vector<int32_t> lens = make_seqlens(spec, p.batch, p.s_q);
+  int64_t max_pages = 1, total_pages = 0;
+  double sum = 0;
+  for (int32_t len : lens) {
+    const int64_t pages = (len + p.page_size - 1) / p.page_size;
+    max_pages = std::max(max_pages, pages);
+    total_pages += pages;
+    sum += len;
+  }
+  b.mean_seqlen = sum / static_cast<double>(p.batch);
+  p.max_blocks_per_seq = max_pages;
+  p.num_blocks = std::max<int64_t>(total_pages, 1);
+
+  HostTensor table(DType::int32, {p.batch, p.max_blocks_per_seq});
+  std::vector<int32_t> physical(static_cast<size_t>(p.num_blocks));
+  std::iota(physical.begin(), physical.end(), 0);
+  std::mt19937_64 rng(spec.seed);
+  std::shuffle(physical.begin(), physical.end(), rng);
+  size_t next = 0;
+  for (int64_t i = 0; i < p.batch; ++i)
+    for (int64_t j = 0; j < p.max_blocks_per_seq; ++j)
+      table.as<int32_t>()[i * p.max_blocks_per_seq + j] =
+          j * p.page_size < lens[static_cast<size_t>(i)] ? physical[next++] : 0;
+  HostTensor seqlens(DType::int32, {p.batch});
+  std::copy(lens.begin(), lens.end(), seqlens.as<int32_t>());
+
+  b.args.block_table = store.upload(table, stream);
+  b.args.cache_seqlens = store.upload(seqlens, stream);
+  b.args.q = store.empty(p.dtype, {p.batch, p.s_q, p.h_q, p.d_qk()});
+  b.args.kv_cache = store.empty(p.kv.dtype, {p.num_blocks, p.page_size, p.h_kv, p.d_qk()});
+  b.args.out = store.empty(p.dtype, {p.batch, p.s_q, p.h_q, p.d_v()});
+  b.args.lse = store.empty(DType::fp32, {p.batch, p.h_q, p.s_q});
+  // Different pools for q and KV: equal rows would make every score a squared norm.
+  fill_random(store.device(), b.args.kv_cache.data,
+              static_cast<size_t>(b.args.kv_cache.numel()) * dtype_size(p.kv.dtype), p.kv.dtype, spec.seed + 1, stream);
+  fill_random(store.device(), b.args.q.data, static_cast<size_t>(b.args.q.numel()) * dtype_size(p.dtype), p.dtype,
+              spec.seed + 7, stream);
+  return b;
+}
+
+}  // namespace mla::cuda_tools

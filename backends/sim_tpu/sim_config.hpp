@@ -1,0 +1,69 @@
+// The simulated NPU's hardware description and kernel options, read from the device config
+// ("topology", "chip", "kernel", "trace_file"). Every field and its unit: docs/backends/sim_tpu.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "mla/config.hpp"
+
+namespace mla::sim_tpu {
+
+// Cards are grouped into tensor-parallel groups of `tensor_parallel` cards: the heads are split
+// across the cards of a group, and the groups (cards / tensor_parallel of them) split the batch.
+struct Topology {
+  int64_t cards = 1;
+  int64_t chips_per_card = 1;
+  int64_t tensor_parallel = 1;
+};
+
+struct MemoryLevel {
+  int64_t bytes = 0;
+  double bandwidth_gbps = 0;  // aggregate over the chip, GB/s (1e9 bytes/s)
+  double latency_ns = 0;      // added once to every DMA command that touches this memory
+};
+
+struct DmaEngine {
+  int64_t engines = 1;               // SDMA only: engines per chip
+  double bandwidth_gbps = 0;         // per engine
+  double command_overhead_ns = 0;    // per descriptor (a paged gather has one per page)
+};
+
+struct CoreModel {
+  int64_t local_memory_bytes = 0;    // LMEM
+  double bdc_bf16_tflops = 0;        // matrix throughput per dtype
+  double bdc_fp16_tflops = 0;
+  double bdc_fp32_tflops = 0;
+  int64_t bdc_row_granularity = 1;   // matrix rows are padded up to a multiple of this
+  double vector_gops = 0;            // exp / max / scale work, elementwise ops per ns * 1e9
+  double bdc_command_overhead_cycles = 0;
+};
+
+struct ChipModel {
+  int64_t cores = 1;
+  double clock_ghz = 1.0;
+  CoreModel core;
+  MemoryLevel l2;
+  MemoryLevel ddr;
+  DmaEngine sdma;
+  DmaEngine gdma;
+};
+
+struct KernelOptions {
+  bool double_buffer = true;
+  std::string partition = "auto";  // auto | heads | batch | sequence
+  int64_t kv_tile_tokens = 0;      // keys per BDC step; 0 = the largest that fits LMEM
+  int64_t l2_chunk_tokens = 0;     // keys per SDMA gather into L2; 0 = 2048, halved until L2 fits
+  bool timing_only = false;        // model time only; outputs are left untouched
+};
+
+struct SimConfig {
+  Topology topology;
+  ChipModel chip;
+  KernelOptions kernel;
+  std::string trace_file;  // when non-empty, every run writes a Chrome-trace JSON here
+};
+
+SimConfig parse_sim_config(ConfigReader& root);
+
+}  // namespace mla::sim_tpu

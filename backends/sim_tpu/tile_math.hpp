@@ -1,0 +1,30 @@
+// The BDC's arithmetic on fp32 tiles, written as plain loops over fixed-width blocks that the
+// compiler vectorises. The same source is compiled twice (tile_math_portable.cpp and, for CPUs
+// that have it, tile_math_avx512.cpp); tile_math_for_this_cpu() picks one at run time.
+#pragma once
+
+#include <cstdint>
+
+#include "mla/dtype.hpp"
+
+namespace mla::sim_tpu {
+
+struct TileMath {
+  // s[r * n + j] = scale * <q[r], k[j]> for rows r < rows, keys j < n; rows of q and k have d floats.
+  void (*scores)(const float* q, int rows, const float* k, int n, int d, float scale, float* s);
+  // acc[r * d_v + c] += sum_j p[r * n + j] * v[j * ldv + c]
+  void (*accumulate)(const float* p, int rows, int n, const float* v, int ldv, int d_v, float* acc);
+  // dst[c] += sum_k x[k] * w[k * ldw + c] for k < depth, c < width; w in `dtype` (projection
+  // weights); `row` is scratch of `width` floats.
+  void (*project)(const float* x, int depth, const void* w, int64_t ldw, DType dtype, int width, float* dst, float* row);
+};
+
+const TileMath& tile_math_portable();
+const TileMath& tile_math_avx512();  // only call when cpu_has_avx512() is true
+bool cpu_has_avx512();
+const TileMath& tile_math_for_this_cpu();
+
+// n elements of a float tensor (bf16 / fp16 / fp32) to fp32.
+void convert_to_f32(const void* src, DType dtype, int64_t n, float* dst);
+
+}  // namespace mla::sim_tpu
