@@ -18,7 +18,6 @@ struct Flow {
   double cap = 0;
   double rate = 0;
   bool ddr = false, l2 = false;
-  bool frozen = false;
 };
 
 bool touches(const Command& c, MemoryKind m) { return c.src == m || c.dst == m; }
@@ -54,7 +53,8 @@ class Engine {
     size_t done = 0;
     while (done < n) {
       double next = events_.empty() ? kInf : events_.top().time;
-      for (const Flow& f : flows_) next = std::min(next, now_ + f.remaining / f.rate);
+      for (const Flow& f : flows_)
+        if (f.rate > 0) next = std::min(next, now_ + f.remaining / f.rate);  // starved ones wait
       if (next == kInf)
         fail(ErrorCode::internal, "sim_tpu timing: " + std::to_string(n - done) +
                                       " commands can never start (a dependency cycle in the lowering)");
@@ -66,8 +66,7 @@ class Engine {
         f.remaining -= f.rate * dt;
         if (f.remaining <= 1e-3 + 1e-12 * p_.commands[static_cast<size_t>(f.cmd)].bytes) {
           finished.push_back(f.cmd);
-          flows_[i] = flows_.back();
-          flows_.pop_back();
+          flows_.erase(flows_.begin() + static_cast<std::ptrdiff_t>(i));  // keeps program order
           rates_dirty_ = true;
         } else {
           ++i;
@@ -119,7 +118,11 @@ class Engine {
       finished.push_back(cmd);
       return;
     }
-    flows_.push_back(f);
+    // Keep flows_ in program order (the arbitration priority); the few in flight make a linear
+    // insert cheap.
+    flows_.insert(std::upper_bound(flows_.begin(), flows_.end(), f,
+                                   [](const Flow& a, const Flow& b) { return a.cmd < b.cmd; }),
+                  f);
     rates_dirty_ = true;
   }
 
@@ -138,43 +141,23 @@ class Engine {
     try_start(lane);
   }
 
-  // Max-min fair shares: raise every unfrozen transfer's rate together until it meets its
-  // engine cap or a memory it uses runs out of bandwidth; freeze those; repeat.
+  // Oldest-first (program-order) arbitration, as a priority memory controller does it: the
+  // transfers in flight are served in the order the lowering issued them (command index, kept
+  // sorted in flows_). Each takes all the bandwidth it can use -- its engine's cap, limited by
+  // what the older transfers left in DDR and L2 -- and younger ones get only the rest. So a
+  // prefetch (a gather or query load issued ahead for a later item) never slows the demand
+  // transfers issued before it; it uses the bandwidth they leave idle. O(transfers in flight).
   void share_bandwidth() {
     rates_dirty_ = false;
     double ddr_left = p_.ddr_bytes_per_ns, l2_left = p_.l2_bytes_per_ns;
-    for (Flow& f : flows_) f.frozen = false;
-    size_t unfrozen = flows_.size();
-    while (unfrozen > 0) {
-      int ddr_n = 0, l2_n = 0;
-      double level = kInf;
-      for (const Flow& f : flows_) {
-        if (f.frozen) continue;
-        ddr_n += f.ddr;
-        l2_n += f.l2;
-        level = std::min(level, f.cap);
-      }
-      const double ddr_share = ddr_n ? ddr_left / ddr_n : kInf, l2_share = l2_n ? l2_left / l2_n : kInf;
-      level = std::min({level, ddr_share, l2_share});
-      const double edge = level * (1 + 1e-12);
-      for (Flow& f : flows_) {
-        if (f.frozen) continue;
-        if (f.cap <= edge || (f.ddr && ddr_share <= edge) || (f.l2 && l2_share <= edge)) {
-          f.frozen = true;
-          f.rate = std::max(level, 1e-12);
-          --unfrozen;
-        }
-      }
-      // Subtract what the newly frozen transfers take (recomputed from scratch: few transfers).
-      ddr_left = p_.ddr_bytes_per_ns;
-      l2_left = p_.l2_bytes_per_ns;
-      for (const Flow& f : flows_) {
-        if (!f.frozen) continue;
-        if (f.ddr) ddr_left -= f.rate;
-        if (f.l2) l2_left -= f.rate;
-      }
-      ddr_left = std::max(ddr_left, 0.0);
-      l2_left = std::max(l2_left, 0.0);
+    for (Flow& f : flows_) {
+      double rate = f.cap;
+      if (f.ddr) rate = std::min(rate, ddr_left);
+      if (f.l2) rate = std::min(rate, l2_left);
+      // Below a byte per second a transfer is starved: it waits until an older one ends.
+      f.rate = rate > 1e-9 ? rate : 0;
+      if (f.ddr) ddr_left = std::max(ddr_left - f.rate, 0.0);
+      if (f.l2) l2_left = std::max(l2_left - f.rate, 0.0);
     }
   }
 

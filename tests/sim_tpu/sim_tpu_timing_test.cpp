@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -47,21 +48,45 @@ TEST_CASE("sim_tpu latency is at least the DDR and compute bounds of the chips",
     }
 }
 
-// Known deviation (docs/backends/sim_tpu.md, "Assumptions and limits"): with max-min fair
-// bandwidth sharing, double buffering's early query loads can take DDR bandwidth from the SDMA
-// gather on the critical path, so at short lengths double buffering can lose up to ~2% (b=32,
-// len=512, batch partition: 37.48 vs 37.19 us). The check allows 3% and also requires double
-// buffering to win where overlap matters (long sequences).
-TEST_CASE("sim_tpu double buffering is not slower than single buffering", "[sim_tpu]") {
-  for (const char* partition : {"heads", "batch", "sequence", "auto"})
-    for (int64_t batch : {1, 8, 32, 128})
-      for (int64_t len : {100, 512, 2048, 5000}) {
-        const double db = simulated_seconds(sc11(partition, true), deepseek(batch), len);
-        const double sb = simulated_seconds(sc11(partition, false), deepseek(batch), len);
-        INFO(partition << " b=" << batch << " len=" << len << " double=" << db << " single=" << sb);
-        CHECK(db <= sb * 1.03);
-        if (len >= 5000) CHECK(db < sb);
-      }
+// Strict: with the same tiling, double buffering is never slower than single buffering. The
+// memories arbitrate oldest-first (timing_engine.cpp), so what double buffering issues early
+// (prefetch gathers, the next item's query load) only uses bandwidth the demand transfers leave.
+// The grid holds the old counterexamples (SC11, b=32 and 128, len=512, 0.8% and 1.9% slower under
+// max-min fair sharing). Both runs must have the same tiling: on a small LMEM (910B: 512 KB) the
+// second set of buffers forces a smaller automatic kv tile, and that capacity trade-off is not
+// what this property is about (docs/backends/sim_tpu.md, "Assumptions and limits"). So the 910B
+// grid pins kv_tile_tokens to the largest tile that fits the strategy with two buffers (for auto:
+// one that fits all three).
+TEST_CASE("sim_tpu double buffering is never slower than single buffering", "[sim_tpu]") {
+  struct Machine {
+    const char* file;
+    std::map<std::string, int64_t> kv_tile_tokens;  // per partition; 0 = automatic
+  };
+  const std::vector<Machine> machines = {
+      {"sc11_fp300.json", {{"heads", 0}, {"batch", 0}, {"sequence", 0}, {"auto", 0}}},
+      {"ascend910b.json", {{"heads", 128}, {"batch", 64}, {"sequence", 32}, {"auto", 32}}}};
+  for (const Machine& m : machines)
+    for (const char* partition : {"heads", "batch", "sequence", "auto"}) {
+      bool wins_big = false;  // double buffering must pay off somewhere, not merely tie
+      for (int64_t batch : {1, 8, 32, 128})
+        for (int64_t len : {100, 512, 2048, 8192}) {
+          nlohmann::json config = shipped_config(m.file), db_report, sb_report;
+          config["kernel"]["partition"] = partition;
+          config["kernel"]["kv_tile_tokens"] = m.kv_tile_tokens.at(partition);
+          config["kernel"]["double_buffer"] = true;
+          const double db = simulated_seconds(config, deepseek(batch), len, &db_report);
+          config["kernel"]["double_buffer"] = false;
+          const double sb = simulated_seconds(config, deepseek(batch), len, &sb_report);
+          INFO(m.file << ' ' << partition << " b=" << batch << " len=" << len << " double=" << db << " single=" << sb
+                      << " (" << db_report["strategy"] << " vs " << sb_report["strategy"] << ")");
+          REQUIRE(db_report["kv_tile_tokens"] == sb_report["kv_tile_tokens"]);
+          REQUIRE(db_report["l2_chunk_tokens"] == sb_report["l2_chunk_tokens"]);
+          CHECK(db <= sb * (1 + 1e-9));  // floating-point noise only
+          if (db < sb * 0.95) wins_big = true;
+        }
+      INFO(m.file << ' ' << partition);
+      CHECK(wins_big);
+    }
 }
 
 TEST_CASE("sim_tpu latency does not decrease with length or batch", "[sim_tpu]") {
@@ -151,7 +176,8 @@ TEST_CASE("sim_tpu trace: one lane per engine, events of a lane never overlap", 
       }
       last_end = std::max(last_end, events.back().second);
     }
-    CHECK(last_end * 1e-6 == Approx(t).epsilon(1e-6));
+    // ts and dur are each printed to 0.1 ns (1e-4 us), so their sum is within 2e-4 us.
+    CHECK(std::abs(last_end - t * 1e6) <= 2e-4);
     std::remove(path.c_str());
   }
 }
