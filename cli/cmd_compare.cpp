@@ -1,10 +1,137 @@
-// `mla compare`: placeholder until the conformance harness lands.
+// `mla compare`: the conformance harness. Identical inputs (random, poisoned) go through every
+// config; each output is compared with the float64 reference, computed once per case. See
+// docs/compare.md for the output and the exit codes.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <set>
+
 #include "commands.hpp"
+#include "compare_cases.hpp"
+#include "compare_report.hpp"
+#include "compare_runner.hpp"
 #include "mla/error.hpp"
+#include "mla/reference.hpp"
+#include "mla/validate.hpp"
+#include "report.hpp"
 
 namespace mla::cli {
-void add_compare_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("compare", "Run identical inputs through several configs against the reference (not implemented yet)");
-  cmd->callback([] { fail(ErrorCode::unsupported, "mla compare is not implemented yet"); });
+
+namespace {
+
+struct CompareOptions {
+  std::vector<std::string> configs;
+  std::vector<std::string> sets;
+  std::vector<std::string> only;
+  std::string cases = "quick";
+  std::string json, junit;
+  int repeat = 1;
+  uint64_t seed = 1;
+};
+
+// Fails now, not after an hour of cases, when an output file cannot be created.
+void check_writable(const std::string& path, const char* flag) {
+  if (path.empty()) return;
+  const std::string probe = path + ".partial";
+  {
+    std::ofstream out(probe, std::ios::trunc);
+    if (!out) fail(ErrorCode::io_error, std::string(flag) + ": cannot write \"" + path + "\"");
+  }
+  std::remove(probe.c_str());
 }
+
+std::vector<CompareCase> select(std::vector<CompareCase> cases, const std::vector<std::string>& only) {
+  if (only.empty()) return cases;
+  std::set<std::string> wanted(only.begin(), only.end());
+  std::vector<CompareCase> kept;
+  for (auto& c : cases)
+    if (wanted.erase(c.name)) kept.push_back(std::move(c));
+  if (!wanted.empty()) fail(ErrorCode::invalid_argument, "--only: no case named \"" + *wanted.begin() + "\"");
+  return kept;
+}
+
+double since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void compare(const CompareOptions& o) {
+  check_writable(o.json, "--json");
+  check_writable(o.junit, "--junit");
+  // Seeds are assigned over the whole set before --only filters it, so a case keeps its inputs.
+  const std::vector<CompareCase> cases = select(load_cases(o.cases, o.seed), o.only);
+  std::vector<Target> targets = open_targets(o.configs, o.sets);  // an invalid config stops here
+  for (const auto& t : targets)
+    if (!t.skip_reason.empty()) std::cerr << "mla compare: skipping " << t.path << ": " << t.skip_reason << "\n";
+
+  std::vector<Record> records;
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t ci = 0; ci < cases.size(); ++ci) {
+    const CompareCase& c = cases[ci];
+    const auto case_start = std::chrono::steady_clock::now();
+    std::cout << "case " << ci + 1 << "/" << cases.size() << " " << c.name << " (" << c.describe() << ", seed "
+              << c.seed << ")\n";
+    validate_problem(c.problem());
+    HostInputs in = make_random_inputs(c.problem(), c.spec());
+    const ReferenceOutput ref = reference_decode(in.problem, in.args());
+    const uint64_t fingerprint = input_fingerprint(in);
+    std::string progress;
+    for (size_t ti = 0; ti < targets.size(); ++ti) {
+      Record r;
+      r.case_index = ci;
+      r.target_index = ti;
+      r.outcome = run_case(targets[ti], c, in, ref, o.repeat);
+      if (input_fingerprint(in) != fingerprint) {
+        // The next config must see the same inputs: rebuild them (they are a function of the seed).
+        r.outcome.status = Status::error;
+        r.outcome.message = "the backend wrote into its input tensors (q / kv_cache / block_table / cache_seqlens)";
+        in = make_random_inputs(c.problem(), c.spec());
+      }
+      r.repro = repro_line(targets[ti], c, o.cases, o.seed, o.repeat, r.outcome);
+      print_record(std::cout, targets[ti], c, r);
+      progress += std::string(progress.empty() ? "" : ", ") + targets[ti].label + " " + status_name(r.outcome.status);
+      records.push_back(std::move(r));
+    }
+    std::cout << std::flush;
+    std::cerr << "[" << ci + 1 << "/" << cases.size() << "] " << c.name << ": " << progress << " ("
+              << format_number(since(case_start), 2) << " s)" << std::endl;
+  }
+  print_summary(std::cout, targets, records, o.repeat);
+
+  int failures = 0, ran = 0;
+  for (const auto& r : records) {
+    failures += is_failure(r.outcome.status);
+    ran += r.outcome.status != Status::skipped;
+  }
+  std::cout << (failures ? "FAILED: " : "OK: ") << failures << " failing of " << records.size() << " (case x config) in "
+            << format_number(since(start), 1) << " s\n";
+  if (!o.json.empty()) write_json_file(o.json, results_json(targets, cases, records, o.cases, o.repeat));
+  if (!o.junit.empty()) write_junit(o.junit, targets, cases, records);
+  // Failures first; a run where no config could run at all compared nothing: say so (exit 3).
+  if (failures) exit_status() = 1;
+  else if (ran == 0 && !records.empty()) {
+    std::cerr << "mla compare: no config could run (every backend unavailable); nothing was compared\n";
+    exit_status() = 3;
+  }
+}
+
+}  // namespace
+
+void add_compare_command(CLI::App& app) {
+  static CompareOptions o;
+  auto* cmd = app.add_subcommand(
+      "compare", "Run identical inputs through several configs and compare each with the float64 reference");
+  cmd->add_option("--configs", o.configs, "Device config files (one or more)")->required()->expected(1, -1);
+  cmd->add_option("--cases", o.cases, "quick (default), full, or a cases JSON file (docs/compare.md)");
+  cmd->add_option("--only", o.only, "Run only the cases with these names (repeatable)");
+  cmd->add_option("--set", o.sets,
+                  "Config override key.path=value for every config, or N:key.path=value for the N-th (repeatable)");
+  cmd->add_option("--repeat", o.repeat, "Runs per case and config; > 1 checks the runs are bitwise identical")
+      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--seed", o.seed, "Base seed: a case without its own seed uses seed + its index");
+  cmd->add_option("--json", o.json, "Write every result as JSON to this file");
+  cmd->add_option("--junit", o.junit, "Write JUnit XML (a testcase per case and config) to this file");
+  cmd->callback([] { compare(o); });
+}
+
 }  // namespace mla::cli

@@ -36,6 +36,18 @@ HostInputs load_inputs(const std::string& path, const Problem& base) {
     throw Error(e.code(), path + ": " + e.what());
   }
   const Problem& p = in.problem;
+  try {
+    // Check the file's tensors against each other before allocating outputs: an inconsistent
+    // shape must be named, not turned into a huge allocation. The output views point at a
+    // placeholder that validation never dereferences.
+    alignas(16) static float placeholder[4];
+    RunArgs shapes_only = in.args();
+    shapes_only.out = TensorView::contiguous(placeholder, p.dtype, {p.batch, p.s_q, p.h_q, p.out_width()});
+    shapes_only.lse = TensorView::contiguous(placeholder, DType::fp32, {p.batch, p.h_q, p.s_q});
+    validate_args(p, shapes_only, MemorySpace::host);
+  } catch (const Error& e) {
+    throw Error(e.code(), path + ": " + e.what());
+  }
   in.out = HostTensor(p.dtype, {p.batch, p.s_q, p.h_q, p.out_width()});
   in.lse = HostTensor(DType::fp32, {p.batch, p.h_q, p.s_q});
   in.poison_outputs();

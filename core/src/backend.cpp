@@ -12,19 +12,20 @@ std::unique_ptr<Plan> Device::plan(const Problem& problem) const {
   validate_problem(problem);
   auto plan = do_plan(problem);
   if (!plan) fail(ErrorCode::internal, backend_name() + ": do_plan returned no plan");
+  plan->memory_space_ = memory_space();
   log_info(backend_name() + ": plan " + problem.describe() + " -> " + plan->kernel_name() + " (" + plan->explain() + ")");
   return plan;
 }
 
 std::unique_ptr<Schedule> Plan::schedule(const TensorView& cache_seqlens, void* stream) const {
-  validate_seqlens_tensor(problem_, cache_seqlens, cache_seqlens.space);
+  validate_seqlens_tensor(problem_, cache_seqlens, memory_space_);
   auto made = do_schedule(cache_seqlens, stream);
   log_debug(backend_name() + ": schedule " + made->describe());
   return made;
 }
 
 RunResult Plan::run(const RunArgs& args, const Schedule& schedule, void* stream, const RunOptions& options) const {
-  validate_args(problem_, args, args.out.space);
+  validate_args(problem_, args, memory_space_);
   if (options.validate_indices) check_indices(args, stream);
   RunResult result = do_run(args, schedule, stream);
   if (result.backend.empty()) result.backend = backend_name();

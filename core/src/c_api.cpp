@@ -36,7 +36,7 @@ std::string backend_named_by(const nlohmann::json& config) {
 nlohmann::json parse_config_text(const char* text) {
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
     mla::fail(mla::ErrorCode::invalid_config, std::string("config_json: not valid JSON: ") + e.what());
   }
 }

@@ -119,7 +119,7 @@ nlohmann::json read_config_file(const std::string& path) {
   text << in.rdbuf();
   try {
     return nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     // nlohmann's message names the line and column; keep only its own sentence.
     std::string what = e.what();
     auto pos = what.find("] ");

@@ -42,6 +42,8 @@ class Plan {
  public:
   virtual ~Plan() = default;
   [[nodiscard]] const Problem& problem() const { return problem_; }
+  // The memory every tensor of schedule() and run() must be in: the device's.
+  [[nodiscard]] MemorySpace memory_space() const { return memory_space_; }
   [[nodiscard]] virtual std::string backend_name() const = 0;
   [[nodiscard]] virtual std::string kernel_name() const = 0;
   // Why this kernel was chosen (and others were not): one or a few lines.
@@ -66,7 +68,9 @@ class Plan {
   virtual void check_indices(const RunArgs& args, void* stream) const;
 
  private:
+  friend class Device;  // records the device's memory space on the plans it makes
   Problem problem_;
+  MemorySpace memory_space_ = MemorySpace::host;
 };
 
 enum class CopyKind : int { host_to_device = 0, device_to_host = 1, device_to_device = 2 };

@@ -1,0 +1,44 @@
+// The cases `mla compare` runs: the built-in quick and full sets (DESIGN 7 grid) and cases
+// read from a user's JSON file. A case holds only what `mla run` can express with its shape
+// flags, so every case has a one-line `mla run` reproduction.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mla/compare.hpp"
+#include "mla/inputs.hpp"
+#include "mla/problem.hpp"
+
+namespace mla::cli {
+
+struct CompareCase {
+  std::string name;
+  std::string variant = "latent";  // latent | absorb
+  int64_t batch = 1, s_q = 1, heads = 16, kv_heads = 1, seqlen = 64, page_size = 64;
+  bool varlen = false, causal = false;
+  std::string dtype = "bf16";
+  float softmax_scale = 0.0f;
+  uint64_t seed = 1;
+  bool seed_given = false;  // from a cases file; otherwise the seed is --seed + case index
+  // Replaces the dtype's default tolerance (fields left out keep the default). A case with an
+  // override is reproduced by `mla compare --only`, since `mla run --check` uses the default.
+  std::optional<double> rel_l2, max_abs, lse_abs;
+
+  [[nodiscard]] Problem problem() const;  // num_blocks / max_blocks_per_seq left to make_random_inputs
+  [[nodiscard]] InputSpec spec() const;
+  [[nodiscard]] bool has_tolerance_override() const { return rel_l2 || max_abs || lse_abs; }
+  [[nodiscard]] Tolerance tolerance() const;  // the dtype default with the overrides applied
+  // "--variant latent --batch 2 ... --seed 7": the shape flags of `mla run`.
+  [[nodiscard]] std::string shape_flags() const;
+  [[nodiscard]] std::string describe() const;  // one short line for progress and tables
+};
+
+// "quick", "full" or a path to a JSON file ({"cases": [{...}, ...]}, keys as CompareCase).
+// Seeds not given by the file are base_seed + index. Throws Error(invalid_argument / io_error)
+// naming the file and the JSON path of the problem.
+std::vector<CompareCase> load_cases(const std::string& which, uint64_t base_seed);
+
+}  // namespace mla::cli
