@@ -3,7 +3,12 @@
 # checks it against the CPU float64 reference, runs compute-sanitizer, checks CUDA graph
 # replay, measures the copy and matmul ceilings and runs the ANCHORS.md benchmark table.
 #
-#   scripts/gpu_check.sh [STAGE...]      STAGE: env build check graph memcheck bench (default: all)
+#   scripts/gpu_check.sh [STAGE...]      STAGE: env build sass hcheck check pcheck graph memcheck bench
+#                                        full (default: all but full)
+#     hcheck: the grid restricted to the Hopper kernel's shapes (bf16, page 64, h_kv 1)
+#     pcheck: the grid with cuda.kernel = portable (the fallback kernel stays verified)
+#     full:   the whole repository (build-full), ctest -R cuda, and the CLI (mla run --check,
+#             mla bench --anchors)
 #   environment: OUT (logs; default ./gpu_out), MLA_CHECK_CASES (grid cases, default 150),
 #                MLA_BENCH_ITERS (default 50), MLA_CUDA_ARCHS (default 90-real)
 #
@@ -14,9 +19,11 @@ set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu_out}
 mkdir -p "$OUT"
-STAGES=${*:-env build check graph memcheck bench}
+STAGES=${*:-env build sass hcheck check pcheck graph memcheck bench}
 BUILD=$ROOT/build-gpu
 CONFIG=$ROOT/configs/h100_sxm.json
+PCONFIG=/tmp/mla_h100_portable.json  # the same device with cuda.kernel = portable
+sed 's/"kernel": *"auto"/"kernel": "portable"/' "$CONFIG" > "$PCONFIG"
 STATUS=0
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
@@ -52,11 +59,37 @@ fi
 CHECK=$BUILD/cuda/mla_cuda_check
 BENCH=$BUILD/cuda/mla_cuda_bench
 
+if has sass; then
+  OBJ=$(find "$BUILD" -name 'hopper_kernel.cu.o' | head -1)
+  if command -v cuobjdump > /dev/null && [ -n "$OBJ" ]; then
+    cuobjdump -sass "$OBJ" > "$OUT/hopper.sass" 2>&1
+    note "sass: hopper kernel: $(grep -c HGMMA "$OUT/hopper.sass") HGMMA, $(grep -c UTMALDG "$OUT/hopper.sass") UTMALDG, $(grep -cE 'LDL|STL' "$OUT/hopper.sass") LDL/STL"
+  else
+    note "sass: skipped (no cuobjdump or no hopper object)"
+  fi
+fi
+
+if has hcheck; then
+  timeout "${MLA_HCHECK_TIMEOUT:-300}" "$CHECK" grid "$CONFIG" --max-cases "${MLA_HCHECK_CASES:-80}" --seed 11 --hopper-shapes > "$OUT/hcheck.log" 2>&1
+  rc=$?
+  note "hcheck (Hopper shapes): $(tail -1 "$OUT/hcheck.log") (rc $rc); kernels: $(grep -o 'kernel [a-z0-9_]*' "$OUT/hcheck.log" | sort | uniq -c | tr '\n' ' ')"
+  grep -E "^FAIL" "$OUT/hcheck.log" | head -20
+  [ $rc -ne 0 ] && STATUS=1
+fi
+
 if has check; then
   timeout 300 "$CHECK" grid "$CONFIG" --max-cases "${MLA_CHECK_CASES:-150}" > "$OUT/check.log" 2>&1
   rc=$?
   note "check: $(tail -1 "$OUT/check.log") (rc $rc)"
   grep -E "^FAIL" "$OUT/check.log" | head -20
+  [ $rc -ne 0 ] && STATUS=1
+fi
+
+if has pcheck; then
+  timeout 300 "$CHECK" grid "$PCONFIG" --max-cases "${MLA_PCHECK_CASES:-60}" --seed 5 > "$OUT/pcheck.log" 2>&1
+  rc=$?
+  note "pcheck (kernel = portable): $(tail -1 "$OUT/pcheck.log") (rc $rc)"
+  grep -E "^FAIL" "$OUT/pcheck.log" | head -20
   [ $rc -ne 0 ] && STATUS=1
 fi
 
@@ -71,7 +104,12 @@ if has memcheck; then
   timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 "$CHECK" grid "$CONFIG" --max-cases 12 \
       --max-len 300 --seed 77 > "$OUT/memcheck.log" 2>&1
   rc=$?
-  note "memcheck (12 cases, lengths <= 300): rc $rc; $(grep -E "ERROR SUMMARY" "$OUT/memcheck.log" | tail -1)"
+  note "memcheck (12 + 6 absorb cases, lengths <= 300): rc $rc; $(grep -E "ERROR SUMMARY" "$OUT/memcheck.log" | tail -1)"
+  [ $rc -ne 0 ] && STATUS=1
+  timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 "$CHECK" grid "$CONFIG" --max-cases 10 \
+      --max-len 300 --seed 78 --hopper-shapes > "$OUT/memcheck_hopper.log" 2>&1
+  rc=$?
+  note "memcheck (10 Hopper-shape cases): rc $rc; $(grep -E "ERROR SUMMARY" "$OUT/memcheck_hopper.log" | tail -1); $(grep -c '^PASS' "$OUT/memcheck_hopper.log") PASS, kernels: $(grep -o 'kernel [a-z0-9_]*' "$OUT/memcheck_hopper.log" | sort | uniq -c | tr '\n' ' ')"
   [ $rc -ne 0 ] && STATUS=1
 fi
 
@@ -82,5 +120,36 @@ if has bench; then
   note "bench: rc $rc"
   cat "$OUT/bench.log" | tee -a "$OUT/summary.txt"
   [ $rc -ne 0 ] && STATUS=1
+fi
+if has full; then
+  start=$(date +%s)
+  if cmake -S "$ROOT" -B "$ROOT/build-full" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLA_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES=90 -DMLA_CUDA_PORTABLE_ARCHS="${MLA_CUDA_ARCHS:-90-real}" > "$OUT/full_build.log" 2>&1 &&
+     ninja -C "$ROOT/build-full" >> "$OUT/full_build.log" 2>&1; then
+    note "full build: ok in $(( $(date +%s) - start )) s"
+    (cd "$ROOT/build-full" && timeout 300 ctest -R cuda --output-on-failure) > "$OUT/ctest.log" 2>&1
+    rc=$?
+    note "ctest -R cuda: rc $rc; $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
+    [ $rc -ne 0 ] && { STATUS=1; tail -30 "$OUT/ctest.log"; }
+    timeout 300 "$ROOT/build-full/cli/mla" run --config "$CONFIG" --batch 8 --heads 128 --seqlen 4096 --check \
+        > "$OUT/cli_run.log" 2>&1
+    rc=$?
+    note "mla run --check (b8 h128 len4096): rc $rc"
+    tail -15 "$OUT/cli_run.log" | tee -a "$OUT/summary.txt"
+    [ $rc -ne 0 ] && STATUS=1
+    if "$ROOT/build-full/cli/mla" bench --help 2>&1 | grep -q -- --anchors; then
+      timeout 400 "$ROOT/build-full/cli/mla" bench --config "$CONFIG" --anchors > "$OUT/cli_bench.log" 2>&1
+      rc=$?
+      note "mla bench --anchors: rc $rc"
+      tail -20 "$OUT/cli_bench.log" | tee -a "$OUT/summary.txt"
+      [ $rc -ne 0 ] && STATUS=1
+    else
+      note "mla bench --anchors: skipped (the CLI has no --anchors flag yet)"
+    fi
+  else
+    note "full build: FAILED (tail of full_build.log follows)"
+    grep -E "error|FAILED" "$OUT/full_build.log" | head -20
+    STATUS=1
+  fi
 fi
 exit $STATUS

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <vector>
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "cuda_check.hpp"
@@ -14,6 +15,7 @@
 #include "mla/error.hpp"
 #include "mla/registry.hpp"
 #include "mla/validate.hpp"
+#include "hopper/hopper_launch.hpp"
 #include "portable/portable_launch.hpp"
 
 namespace mla {
@@ -40,6 +42,42 @@ struct DeviceInfo {
 class DeviceGuard {  // makes the config's device current for the calls in scope
  public:
   explicit DeviceGuard(int index) { check(cudaSetDevice(index), "cudaSetDevice"); }
+};
+
+inline void check_cublas(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS)
+    fail(ErrorCode::device_error, std::string("cuda: ") + what + ": " + cublasGetStatusName(st) + " (" +
+                                      cublasGetStatusString(st) + ")");
+}
+
+// One cuBLAS handle per device, created on first use (the absorb variant's projections). The
+// mutex covers cublasSetStream + the GEMMs of one run, so plans on several threads can share it.
+class CublasHandle {
+ public:
+  explicit CublasHandle(int device) : device_(device) {}
+  ~CublasHandle() {
+    if (handle_) {
+      cudaSetDevice(device_);
+      cublasDestroy(handle_);
+    }
+  }
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+  // Returns the handle bound to `stream`; hold lock() while using it.
+  cublasHandle_t bind(cudaStream_t stream) {
+    if (!handle_) {
+      check_cublas(cublasCreate(&handle_), "cublasCreate");
+      check_cublas(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
+    }
+    check_cublas(cublasSetStream(handle_, stream), "cublasSetStream");
+    return handle_;
+  }
+  std::mutex& mutex() { return mutex_; }
+
+ private:
+  int device_;
+  cublasHandle_t handle_ = nullptr;
+  std::mutex mutex_;
 };
 
 // Workspaces outlive neither the device nor their plan's pool; recycling them means a
@@ -95,6 +133,7 @@ class CudaSchedule final : public Schedule {
   [[nodiscard]] std::string describe() const override { return text_; }
   [[nodiscard]] const pk::ScheduleLayout& layout() const { return layout_; }
   [[nodiscard]] const void* owner() const { return pool_.get(); }
+  [[nodiscard]] void* base() const { return base_; }
 
  private:
   std::shared_ptr<WorkspacePool> pool_;
@@ -104,6 +143,7 @@ class CudaSchedule final : public Schedule {
 };
 
 struct PortableChoice {
+  bool hopper = false;  // the sm_90a TMA + wgmma kernel instead of the portable one
   pk::TileShape shape = pk::TileShape::m64;
   pk::Elem elem = pk::Elem::bf16;
   int stages = 2;
@@ -112,20 +152,30 @@ struct PortableChoice {
   int units = 1;
   int m_tiles = 1;
   int64_t max_splits = 1;
+  int pieces = 1;  // Hopper: KV pieces of the contiguous schedule (grid = pieces x units)
 };
 
 class CudaPlan final : public Plan {
  public:
   CudaPlan(const Problem& problem, const DeviceInfo& dev, const CudaConfig& config, PortableChoice choice,
-           std::string why)
-      : Plan(problem), dev_(dev), config_(config), choice_(choice), why_(std::move(why)) {
+           std::string why, std::shared_ptr<CublasHandle> cublas)
+      : Plan(problem), dev_(dev), config_(config), choice_(choice), why_(std::move(why)), cublas_(std::move(cublas)) {
     const int64_t rows = problem.s_q * problem.h_q;
-    pool_ = std::make_shared<WorkspacePool>(dev.index,
-                                            pk::schedule_workspace_bytes(problem.batch, choice_.max_splits, rows));
+    sched_bytes_ = align256(pk::schedule_workspace_bytes(problem.batch, choice_.max_splits, rows));
+    size_t bytes = sched_bytes_;
+    if (problem.variant == Variant::absorb) {
+      // Absorb: the latent query [b, s_q, h_q, d_qk] and o_latent [b, s_q, h_q, d_c], both in
+      // the problem's dtype, follow the split-KV workspace in the same allocation.
+      const size_t n = static_cast<size_t>(problem.batch * rows);
+      qlat_bytes_ = align256(n * static_cast<size_t>(problem.d_qk()) * dtype_size(problem.dtype));
+      bytes += qlat_bytes_ + align256(n * static_cast<size_t>(problem.d_c) * dtype_size(problem.dtype));
+    }
+    pool_ = std::make_shared<WorkspacePool>(dev.index, bytes);
   }
 
   [[nodiscard]] std::string backend_name() const override { return "cuda"; }
   [[nodiscard]] std::string kernel_name() const override {
+    if (choice_.hopper) return "cuda_hopper_tma_wgmma_m64";
     return std::string("cuda_portable_mma_m") + std::to_string(pk::tile_rows(choice_.shape));
   }
   [[nodiscard]] std::string explain() const override { return why_; }
@@ -141,18 +191,26 @@ class CudaPlan final : public Plan {
     const Problem& p = problem();
     pk::ScheduleLayout layout = pk::carve_schedule_layout(base, p.batch, choice_.max_splits, p.s_q * p.h_q);
     try {
-      pk::launch_scheduler(seqlens.as<const int32_t>(), static_cast<int32_t>(p.batch),
-                           static_cast<int32_t>(p.max_blocks_per_seq * p.page_size), choice_.units,
-                           choice_.grid * kScheduleWaves, min_chunk(), layout, s);
+      if (choice_.hopper)
+        hopper::launch_scheduler(seqlens.as<const int32_t>(), static_cast<int32_t>(p.batch),
+                                 static_cast<int32_t>(p.max_blocks_per_seq * p.page_size), choice_.pieces, layout, s);
+      else
+        pk::launch_scheduler(seqlens.as<const int32_t>(), static_cast<int32_t>(p.batch),
+                             static_cast<int32_t>(p.max_blocks_per_seq * p.page_size), choice_.units,
+                             choice_.grid * kScheduleWaves, min_chunk(), 0, layout, s);
     } catch (...) {
       pool_->give(base);
       throw;
     }
     std::ostringstream os;
-    os << "device-side split-KV schedule: chunk = max(" << min_chunk()
-       << ", total keys x " << choice_.units << " units / (" << choice_.grid << " CTAs x " << kScheduleWaves
-       << " items each)), at most "
-       << choice_.max_splits << " splits";
+    if (choice_.hopper)
+      os << "device-side contiguous split-KV schedule: the (sequence, 64-key block) list cut into " << choice_.pieces
+         << " pieces of equal cost (blocks + 5 per split), each run by " << choice_.units
+         << " CTA(s), one per 64-row tile; at most " << choice_.max_splits << " splits";
+    else
+      os << "device-side split-KV schedule: chunk = max(" << min_chunk() << ", total keys x " << choice_.units
+         << " units / (" << choice_.grid << " CTAs x " << kScheduleWaves << " items each)), at most "
+         << choice_.max_splits << " splits";
     return std::make_unique<CudaSchedule>(pool_, base, layout, os.str());
   }
 
@@ -163,27 +221,49 @@ class CudaPlan final : public Plan {
     if (a.out.space != MemorySpace::device)
       fail(ErrorCode::invalid_argument, "out: expected device memory for the cuda backend, got host");
     const Problem& p = problem();
-    check_layout("q", a.q, p.d_qk());
     check_layout("kv_cache", a.kv_cache, p.d_qk());
-    check_layout("out", a.out, p.d_v());
     if (a.block_table.strides[1] != 1)
       fail(ErrorCode::unsupported, "block_table: the cuda kernels need unit stride along the blocks of a sequence");
+    DeviceGuard guard(dev_.index);
+    auto s = static_cast<cudaStream_t>(stream);
+    if (p.variant == Variant::latent) {
+      check_layout("q", a.q, p.d_qk());
+      check_layout("out", a.out, p.d_v());
+      run_latent(a, a.q, a.out, *cs, s);
+    } else {
+      run_absorb(a, *cs, s);
+    }
+    RunResult r;
+    r.backend = backend_name();
+    r.kernel = kernel_name();
+    std::ostringstream os;
+    os << "{\"kernel\":\"" << kernel_name() << "\",\"grid\":" << choice_.grid << ",\"threads\":"
+       << (choice_.hopper ? hopper::threads_per_cta() : pk::tile_threads(choice_.shape)) << ",\"stages\":" << choice_.stages << ",\"units\":" << choice_.units
+       << ",\"max_splits\":" << choice_.max_splits << ",\"variant\":\"" << variant_name(p.variant) << "\"}";
+    r.report_json = os.str();
+    return r;
+  }
 
+  // Latent attention (DESIGN 2.1) of query rows `q` into `out` ([b, s_q, h_q, d_c] views, any
+  // dtype-compatible strides); lse into a.lse.
+  void run_latent(const RunArgs& a, const TensorView& q, const TensorView& out, const CudaSchedule& cs,
+                  cudaStream_t s) const {
+    const Problem& p = problem();
     pk::DecodeParams d;
-    d.q = a.q.data;
-    d.q_stride_b = a.q.strides[0];
-    d.q_stride_t = a.q.strides[1];
-    d.q_stride_h = a.q.strides[2];
+    d.q = q.data;
+    d.q_stride_b = q.strides[0];
+    d.q_stride_t = q.strides[1];
+    d.q_stride_h = q.strides[2];
     d.kv = a.kv_cache.data;
     d.kv_stride_block = a.kv_cache.strides[0];
     d.kv_stride_token = a.kv_cache.strides[1];
     d.kv_stride_head = a.kv_cache.strides[2];
     d.block_table = a.block_table.as<const int32_t>();
     d.bt_stride = a.block_table.strides[0];
-    d.out = a.out.data;
-    d.out_stride_b = a.out.strides[0];
-    d.out_stride_t = a.out.strides[1];
-    d.out_stride_h = a.out.strides[2];
+    d.out = out.data;
+    d.out_stride_b = out.strides[0];
+    d.out_stride_t = out.strides[1];
+    d.out_stride_h = out.strides[2];
     d.lse = a.lse.as<float>();
     d.lse_stride_b = a.lse.strides[0];
     d.lse_stride_h = a.lse.strides[1];
@@ -200,20 +280,72 @@ class CudaPlan final : public Plan {
     d.causal = p.causal ? 1 : 0;
     d.scale_log2 = p.effective_scale() * 1.4426950408889634f;
 
-    DeviceGuard guard(dev_.index);
-    auto s = static_cast<cudaStream_t>(stream);
-    check(cudaMemsetAsync(cs->layout().work_counter, 0, sizeof(int32_t), s), "cudaMemsetAsync(work counter)");
-    pk::launch_decode(choice_.shape, choice_.elem, choice_.stages, choice_.grid, d, cs->layout(), s);
-    pk::launch_combine(choice_.elem, d, cs->layout(), s);
-    RunResult r;
-    r.backend = backend_name();
-    r.kernel = kernel_name();
-    std::ostringstream os;
-    os << "{\"kernel\":\"" << kernel_name() << "\",\"grid\":" << choice_.grid << ",\"threads\":"
-       << pk::tile_threads(choice_.shape) << ",\"stages\":" << choice_.stages << ",\"units\":" << choice_.units
-       << ",\"max_splits\":" << choice_.max_splits << "}";
-    r.report_json = os.str();
-    return r;
+    check(cudaMemsetAsync(cs.layout().work_counter, 0, sizeof(int32_t), s), "cudaMemsetAsync(work counter)");
+    if (choice_.hopper)
+      hopper::launch_decode(choice_.grid, d, a.kv_cache.shape[0], cs.layout(), s);
+    else
+      pk::launch_decode(choice_.shape, choice_.elem, choice_.stages, choice_.grid, d, cs.layout(), s);
+    pk::launch_combine(choice_.elem, d, cs.layout(), s);
+  }
+
+  // Absorb (DESIGN 2.2): q_latent[h] = q_nope[h] @ w_uk[h] and out[h] = o_latent[h] @ w_uv[h]
+  // as cuBLAS strided-batched GEMMs over heads (fp32 accumulation) around the latent kernel;
+  // q_rope goes into the last d_r columns of the latent query by one 2D copy.
+  void run_absorb(const RunArgs& a, const CudaSchedule& cs, cudaStream_t s) const {
+    const Problem& p = problem();
+    const int64_t tokens = p.batch * p.s_q;  // GEMM rows per head: (sequence, query token)
+    const int64_t d_qk = p.d_qk(), d_c = p.d_c;
+    // Rows (b, t) must be one strided dimension for the GEMMs: stride_b == s_q * stride_t.
+    auto rows_flat = [&](const char* name, const TensorView& t) {
+      if (t.strides[3] != 1 || (p.batch > 1 && t.strides[0] != p.s_q * t.strides[1]))
+        fail(ErrorCode::unsupported, std::string(name) +
+                                         ": the cuda absorb path needs unit inner stride and stride[0] == s_q * "
+                                         "stride[1]");
+    };
+    rows_flat("q_nope", a.q_nope);
+    rows_flat("out", a.out);
+    if (a.q_rope.strides[3] != 1 || a.q_rope.strides[1] != p.h_q * a.q_rope.strides[2] ||
+        (p.batch > 1 && a.q_rope.strides[0] != p.s_q * a.q_rope.strides[1]))
+      fail(ErrorCode::unsupported, "q_rope: the cuda absorb path needs (b, s_q, h_q) rows of one stride");
+    for (const auto* w : {&a.w_uk, &a.w_uv})
+      if (w->strides[2] != 1 || w->strides[1] != w->shape[2])
+        fail(ErrorCode::unsupported, "w_uk / w_uv: the cuda absorb path needs each head's matrix contiguous");
+
+    auto* base = static_cast<unsigned char*>(cs.base());
+    void* q_lat = base + sched_bytes_;
+    void* o_lat = base + sched_bytes_ + qlat_bytes_;
+    const size_t esize = dtype_size(p.dtype);
+    const cudaDataType_t ct = p.dtype == DType::bf16 ? CUDA_R_16BF : CUDA_R_16F;
+    const float one = 1.f, zero = 0.f;
+
+    std::lock_guard<std::mutex> lock(cublas_->mutex());
+    cublasHandle_t h = cublas_->bind(s);
+    // Row-major C[M x N] = A[M x K] B[K x N] is column-major C^T = B^T A^T: cuBLAS computes
+    // (N x M) = (N x K)(K x M) with the row strides as leading dimensions.
+    // q_lat[rows, h, 0:d_c] = q_nope[rows, h, :] @ w_uk[h]
+    check_cublas(cublasGemmStridedBatchedEx(
+                     h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(d_c), static_cast<int>(tokens),
+                     static_cast<int>(p.d_nope), &one, a.w_uk.data, ct, static_cast<int>(a.w_uk.strides[1]),
+                     a.w_uk.strides[0], a.q_nope.data, ct, static_cast<int>(a.q_nope.strides[1]), a.q_nope.strides[2],
+                     &zero, q_lat, ct, static_cast<int>(p.h_q * d_qk), d_qk, static_cast<int>(p.h_q),
+                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmStridedBatchedEx(q_nope @ w_uk)");
+    check(cudaMemcpy2DAsync(static_cast<unsigned char*>(q_lat) + d_c * esize, d_qk * esize, a.q_rope.data,
+                            a.q_rope.strides[2] * esize, p.d_r * esize, tokens * p.h_q, cudaMemcpyDeviceToDevice, s),
+          "cudaMemcpy2DAsync(q_rope into the latent query)");
+
+    TensorView qv = TensorView::contiguous(q_lat, p.dtype, {p.batch, p.s_q, p.h_q, d_qk}, MemorySpace::device);
+    TensorView ov = TensorView::contiguous(o_lat, p.dtype, {p.batch, p.s_q, p.h_q, d_c}, MemorySpace::device);
+    run_latent(a, qv, ov, cs, s);
+
+    // out[rows, h, :] = o_lat[rows, h, :] @ w_uv[h]
+    check_cublas(cublasGemmStridedBatchedEx(
+                     h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(p.d_vh), static_cast<int>(tokens),
+                     static_cast<int>(d_c), &one, a.w_uv.data, ct, static_cast<int>(a.w_uv.strides[1]),
+                     a.w_uv.strides[0], o_lat, ct, static_cast<int>(p.h_q * d_c), d_c, &zero, a.out.data, ct,
+                     static_cast<int>(a.out.strides[1]), a.out.strides[2], static_cast<int>(p.h_q),
+                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmStridedBatchedEx(o_latent @ w_uv)");
   }
 
   void check_indices(const RunArgs& a, void* stream) const override {
@@ -252,17 +384,23 @@ class CudaPlan final : public Plan {
     return static_cast<int32_t>(std::min<int64_t>(std::max<int64_t>(config_.min_split_tokens, 8 * rows), 1 << 20));
   }
 
+  static size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
   DeviceInfo dev_;
   CudaConfig config_;
   PortableChoice choice_;
   std::string why_;
+  std::shared_ptr<CublasHandle> cublas_;
+  size_t sched_bytes_ = 0;
+  size_t qlat_bytes_ = 0;
   std::shared_ptr<WorkspacePool> pool_;
 };
 
 class CudaDevice final : public Device {
  public:
   CudaDevice(CudaConfig config, std::string name, DeviceInfo info)
-      : config_(std::move(config)), name_(std::move(name)), info_(info) {}
+      : config_(std::move(config)), name_(std::move(name)), info_(info),
+        cublas_(std::make_shared<CublasHandle>(info.index)) {}
 
   [[nodiscard]] std::string backend_name() const override { return "cuda"; }
   [[nodiscard]] std::string name() const override { return name_; }
@@ -305,8 +443,6 @@ class CudaDevice final : public Device {
 
  protected:
   std::unique_ptr<Plan> do_plan(const Problem& p) const override {
-    if (p.variant != Variant::latent)
-      fail(ErrorCode::unsupported, "cuda: the absorb variant (DESIGN 2.2) is not implemented yet; use the latent form");
     if (p.kv.scaling != KvScaling::none)
       fail(ErrorCode::unsupported, "cuda: quantized KV formats (" + p.kv.describe() + ") are not implemented yet");
     if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
@@ -319,63 +455,110 @@ class CudaDevice final : public Device {
                                        std::to_string(p.d_c) + ", d_r = " + std::to_string(p.d_r));
     if (info_.prop.major < 8)
       fail(ErrorCode::unsupported, "cuda: the portable kernel needs sm_80 or newer; " + info_.describe());
-    if (config_.kernel == "hopper")
-      fail(ErrorCode::unsupported,
-           "cuda: config cuda.kernel = hopper, but the Hopper (TMA + wgmma) kernel is not implemented in this build; "
-           "use \"auto\" or \"portable\"");
     if (p.batch > (int64_t{1} << 24) || p.s_q * p.h_q > 65535)
       fail(ErrorCode::unsupported, "cuda: batch above 2^24 or s_q * h_q above 65535 is not supported");
     if (p.max_blocks_per_seq * p.page_size > INT32_MAX)
       fail(ErrorCode::unsupported, "cuda: sequences longer than 2^31 keys are not supported");
 
     DeviceGuard guard(info_.index);
+    const int64_t rows = p.s_q * p.heads_per_kv();
+    const std::string hopper_no = hopper_refusal(p);
+    if (config_.kernel == "hopper" && !hopper_no.empty())
+      fail(ErrorCode::unsupported, "cuda: config cuda.kernel = hopper: unsupported: " + hopper_no);
+    std::ostringstream why;
     PortableChoice c;
     c.elem = p.dtype == DType::bf16 ? pk::Elem::bf16 : pk::Elem::fp16;
-    const int64_t rows = p.s_q * p.heads_per_kv();
-    // Smallest row tile that holds the group's rows: padding rows cost MMA work, not bytes.
-    c.shape = rows <= 16 ? pk::TileShape::m16 : rows <= 32 ? pk::TileShape::m32 : pk::TileShape::m64;
-    const size_t smem_limit = info_.prop.sharedMemPerBlockOptin;
-    // Pipeline depth: the most resident CTAs first (latency hiding across CTAs), then the
-    // deepest pipeline at that occupancy.
-    c.stages = 0;
-    int occ = 0;
-    for (int st = static_cast<int>(config_.max_stages); st >= 2; --st) {
-      if (pk::decode_smem_bytes(c.shape, st) > smem_limit) continue;
-      pk::prepare_decode(c.shape, c.elem, st);
-      const int o = pk::decode_occupancy(c.shape, c.elem, st);
-      if (o > occ) {
-        occ = o;
-        c.stages = st;
+    if (config_.kernel != "portable" && hopper_no.empty()) {
+      const int occ = hopper::prepare();
+      if (occ < 1)
+        fail(ErrorCode::unsupported, "cuda: the Hopper kernel does not fit on " + info_.describe() + " (" +
+                                         std::to_string(hopper::smem_bytes()) + " bytes of shared memory)");
+      c.hopper = true;
+      c.stages = 2;
+      c.ctas_per_sm = occ;
+      c.grid = occ * info_.prop.multiProcessorCount;
+      c.m_tiles = static_cast<int>((rows + hopper::rows_per_cta() - 1) / hopper::rows_per_cta());
+      c.units = c.m_tiles;
+      // The units (row tiles) of one KV piece run side by side, so the KV is read from HBM about
+      // once: pieces = SMs / units, grid = pieces x units.
+      c.pieces = std::max(1, c.grid / c.units);
+      c.grid = c.pieces * c.units;
+      c.max_splits = static_cast<int64_t>(c.pieces) + p.batch + 1;  // bound of hopper_scheduler.cu
+      why << "Hopper kernel (sm_90a: TMA loads of 64-key KV blocks, wgmma QK^T and PV, 2 math warpgroups x 256 "
+             "output columns + a producer warp, 2-stage mbarrier ring), 64 query rows per CTA (s_q x h_q = "
+          << rows << " in " << c.m_tiles << " tile(s)), persistent grid " << c.grid << " = " << c.pieces
+          << " KV pieces x " << c.units << " row tile(s) (" << occ << " CTA/SM x " << info_.prop.multiProcessorCount
+          << " SMs); "
+          << (config_.kernel == "hopper" ? "config cuda.kernel = hopper" : "kernel = auto: the shape fits it");
+      why << " on " << info_.describe();
+    } else {
+      // Smallest row tile that holds the group's rows: padding rows cost MMA work, not bytes.
+      c.shape = rows <= 16 ? pk::TileShape::m16 : rows <= 32 ? pk::TileShape::m32 : pk::TileShape::m64;
+      const size_t smem_limit = info_.prop.sharedMemPerBlockOptin;
+      // Pipeline depth: the most resident CTAs first (latency hiding across CTAs), then the
+      // deepest pipeline at that occupancy.
+      c.stages = 0;
+      int occ = 0;
+      for (int st = static_cast<int>(config_.max_stages); st >= 2; --st) {
+        if (pk::decode_smem_bytes(c.shape, st) > smem_limit) continue;
+        pk::prepare_decode(c.shape, c.elem, st);
+        const int o = pk::decode_occupancy(c.shape, c.elem, st);
+        if (o > occ) {
+          occ = o;
+          c.stages = st;
+        }
       }
-    }
-    if (c.stages == 0 || occ < 1)
-      fail(ErrorCode::unsupported, "cuda: the portable kernel needs " +
-                                       std::to_string(pk::decode_smem_bytes(c.shape, 2)) +
-                                       " bytes of shared memory per block; " + info_.describe() + " allows " +
-                                       std::to_string(smem_limit));
-    pk::prepare_decode(c.shape, c.elem, c.stages);
-    c.ctas_per_sm = config_.ctas_per_sm > 0 ? std::min<int>(occ, static_cast<int>(config_.ctas_per_sm)) : occ;
-    c.grid = c.ctas_per_sm * info_.prop.multiProcessorCount;
-    c.m_tiles = static_cast<int>((rows + pk::tile_rows(c.shape) - 1) / pk::tile_rows(c.shape));
-    c.units = static_cast<int>(p.h_kv) * c.m_tiles;
-    c.max_splits = static_cast<int64_t>(c.grid) * kScheduleWaves / c.units + p.batch + 1;  // bound of scheduler.cu
+      if (c.stages == 0 || occ < 1)
+        fail(ErrorCode::unsupported, "cuda: the portable kernel needs " +
+                                         std::to_string(pk::decode_smem_bytes(c.shape, 2)) +
+                                         " bytes of shared memory per block; " + info_.describe() + " allows " +
+                                         std::to_string(smem_limit));
+      pk::prepare_decode(c.shape, c.elem, c.stages);
+      c.ctas_per_sm = config_.ctas_per_sm > 0 ? std::min<int>(occ, static_cast<int>(config_.ctas_per_sm)) : occ;
+      c.grid = c.ctas_per_sm * info_.prop.multiProcessorCount;
+      c.m_tiles = static_cast<int>((rows + pk::tile_rows(c.shape) - 1) / pk::tile_rows(c.shape));
+      c.units = static_cast<int>(p.h_kv) * c.m_tiles;
+      c.max_splits = static_cast<int64_t>(c.grid) * kScheduleWaves / c.units + p.batch + 1;  // bound of scheduler.cu
 
-    std::ostringstream why;
-    why << "portable mma.sync kernel, " << pk::tile_rows(c.shape) << " query rows per CTA (s_q x heads per KV = "
-        << rows << "), " << c.stages << "-stage cp.async pipeline, persistent grid " << c.grid << " = "
-        << c.ctas_per_sm << " CTA/SM x " << info_.prop.multiProcessorCount << " SMs; ";
-    if (config_.kernel == "portable")
-      why << "config cuda.kernel = portable";
-    else
-      why << "kernel = auto: the Hopper (TMA + wgmma) kernel is not implemented yet, so the portable kernel runs";
-    why << " on " << info_.describe();
-    return std::make_unique<CudaPlan>(p, info_, config_, c, why.str());
+      why << "portable mma.sync kernel, " << pk::tile_rows(c.shape) << " query rows per CTA (s_q x heads per KV = "
+          << rows << "), " << c.stages << "-stage cp.async pipeline, persistent grid " << c.grid << " = "
+          << c.ctas_per_sm << " CTA/SM x " << info_.prop.multiProcessorCount << " SMs; ";
+      if (config_.kernel == "portable")
+        why << "config cuda.kernel = portable";
+      else
+        why << "kernel = auto: not the Hopper kernel because " << hopper_no;
+      why << " on " << info_.describe();
+    }
+    if (p.variant == Variant::absorb)
+      why << "; absorb variant: cuBLAS strided-batched GEMMs over heads (q_nope @ w_uk, o_latent @ w_uv, fp32 "
+             "accumulation) around the latent kernel, latent query and o_latent in the schedule's workspace";
+    return std::make_unique<CudaPlan>(p, info_, config_, c, why.str(), cublas_);
   }
 
  private:
+  // Why the Hopper kernel cannot run problem p here ("" when it can).
+  [[nodiscard]] std::string hopper_refusal(const Problem& p) const {
+    if (info_.prop.major != 9 || info_.prop.minor != 0)
+      return "the device is sm_" + std::to_string(info_.prop.major) + std::to_string(info_.prop.minor) +
+             ", the kernel is built for sm_90a only";
+    if (p.variant != Variant::latent)
+      return "the absorb variant runs the portable latent kernel between its cuBLAS projections";
+    if (p.dtype != DType::bf16) return std::string("dtype ") + dtype_name(p.dtype) + " (the kernel is bf16 only)";
+    if (p.page_size != hopper::block_keys())
+      return "page size " + std::to_string(p.page_size) + " (the kernel loads whole 64-token pages by TMA)";
+    if (p.h_kv != 1) return "h_kv = " + std::to_string(p.h_kv) + " (the kernel handles one latent KV head)";
+    if (p.batch > hopper::max_batch())
+      return "batch " + std::to_string(p.batch) + " > " + std::to_string(hopper::max_batch()) +
+             " (its scheduler walks the batch serially)";
+    if (p.d_qk() != pk::kDqk || p.d_v() != pk::kDv) return "d_qk / d_v are not 576 / 512";
+    if (!hopper::verified()) return "not verified (the kernel is compiled but has not passed the GPU checks)";
+    return "";
+  }
+
   CudaConfig config_;
   std::string name_;
   DeviceInfo info_;
+  std::shared_ptr<CublasHandle> cublas_;
 };
 
 Availability probe(int index) {
@@ -401,7 +584,7 @@ Availability probe(int index) {
 BackendFactory make_cuda_backend_factory() {
   BackendFactory f;
   f.name = "cuda";
-  f.description = "NVIDIA GPU backend: portable mma.sync split-KV kernel (sm_80+); Hopper kernel not yet built";
+  f.description = "NVIDIA GPU backend: Hopper TMA + wgmma split-KV kernel (sm_90a), portable mma.sync kernel (sm_80+), cuBLAS absorb projections";
   f.availability = [] { return cuda::probe(0); };
   f.parse_config = [](ConfigReader& root) -> std::any { return cuda::parse_cuda_config(root); };
   f.open = [](const std::any& parsed, const std::string& name) -> std::unique_ptr<Device> {

@@ -90,13 +90,14 @@ TEST_CASE("cuda open fails with the reason when no device", "[cuda]") {
   }
 }
 
-TEST_CASE("cuda portable kernel matches the float64 reference", "[cuda]") {
+TEST_CASE("cuda kernels (auto and portable) match the float64 reference", "[cuda]") {
   const std::string reason = why_unavailable();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;
   }
-  auto dev = mla::open_device(cuda_config());
+  for (const char* kernel : {"auto", "portable"}) {
+  auto dev = mla::open_device(cuda_config(kernel));
   struct C {
     int64_t b, s_q, h_q, h_kv, page;
     bool causal;
@@ -122,8 +123,9 @@ TEST_CASE("cuda portable kernel matches the float64 reference", "[cuda]") {
     mla::InputSpec spec;
     spec.seqlens = c.lens;
     mla::Comparison cmp = run_case(*dev, p, spec);
-    INFO(p.describe() << " | " << cmp.summary());
+    INFO(kernel << ": " << p.describe() << " | " << cmp.summary());
     CHECK(cmp.passed);
+  }
   }
 }
 
@@ -140,16 +142,22 @@ TEST_CASE("cuda plan refuses what it cannot run, with a reason", "[cuda]") {
   p.dtype = mla::DType::fp32;
   p.kv.dtype = mla::DType::fp32;
   CHECK_THROWS_AS(dev->plan(p), mla::Error);
+  // kernel = hopper refuses what the Hopper kernel cannot run (fp16 here), with the reason.
   auto hopper = mla::open_device(cuda_config("hopper"));
-  p.dtype = mla::DType::bf16;
-  p.kv.dtype = mla::DType::bf16;
+  p.dtype = mla::DType::fp16;
+  p.kv.dtype = mla::DType::fp16;
   try {
     hopper->plan(p);
-    FAIL("kernel=hopper planned although the Hopper kernel is not built");
+    FAIL("kernel=hopper planned an fp16 problem");
   } catch (const mla::Error& e) {
     CHECK(e.code() == mla::ErrorCode::unsupported);
-    CHECK(std::string(e.what()).find("not implemented") != std::string::npos);
+    CHECK(std::string(e.what()).find("unsupported") != std::string::npos);
   }
+  // auto says which kernel it chose and why.
+  p.dtype = mla::DType::bf16;
+  p.kv.dtype = mla::DType::bf16;
   auto plan = dev->plan(p);
-  CHECK(plan->explain().find("portable") != std::string::npos);
+  const std::string why = plan->explain();
+  CHECK((why.find("Hopper kernel (sm_90a") != std::string::npos ||
+         why.find("not the Hopper kernel because") != std::string::npos));
 }

@@ -38,16 +38,21 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(const DecodePa
   const int first = layout.seq_offset[seq];
   const int64_t rows_per_seq = static_cast<int64_t>(p.s_q) * p.h_q;
 
+  // Loads of different splits are independent: unrolled, they are in flight together (a
+  // sequence can have dozens of splits with the Hopper kernel's schedule).
   float mx = -INFINITY;
+#pragma unroll 8
   for (int k = 0; k < n; ++k) mx = fmaxf(mx, layout.partial_lse[(first + k) * rows_per_seq + row]);
   float sum = 0.f;
   if (mx != -INFINITY)
+#pragma unroll 8
     for (int k = 0; k < n; ++k) sum += __expf(layout.partial_lse[(first + k) * rows_per_seq + row] - mx);
   const bool empty = !(sum > 0.f);
   const float lse = empty ? INFINITY : mx + logf(sum);
 
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
   if (!empty) {
+#pragma unroll 8
     for (int k = 0; k < n; ++k) {
       const float lk = layout.partial_lse[(first + k) * rows_per_seq + row];
       if (lk == -INFINITY) continue;  // that split saw no key of this row; its partial is 0
@@ -83,6 +88,7 @@ size_t schedule_workspace_bytes(int64_t batch, int64_t max_splits, int64_t rows_
   bytes += align(sizeof(SplitEntry) * static_cast<size_t>(max_splits));
   bytes += align(sizeof(float) * static_cast<size_t>(max_splits * rows_per_seq * kDv));
   bytes += align(sizeof(float) * static_cast<size_t>(max_splits * rows_per_seq));
+  bytes += align(sizeof(int32_t) * static_cast<size_t>(max_splits + 1));
   return bytes;
 }
 
@@ -103,6 +109,8 @@ ScheduleLayout carve_schedule_layout(void* base, int64_t batch, int64_t max_spli
   l.partial_out = reinterpret_cast<float*>(p);
   p += align(sizeof(float) * static_cast<size_t>(max_splits * rows_per_seq * kDv));
   l.partial_lse = reinterpret_cast<float*>(p);
+  p += align(sizeof(float) * static_cast<size_t>(max_splits * rows_per_seq));
+  l.cta_first = reinterpret_cast<int32_t*>(p);
   return l;
 }
 

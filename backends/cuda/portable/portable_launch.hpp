@@ -33,6 +33,9 @@ struct ScheduleLayout {
   SplitEntry* entries = nullptr;    // [max_splits]
   float* partial_out = nullptr;     // [max_splits, rows_per_seq, kDv]
   float* partial_lse = nullptr;     // [max_splits, rows_per_seq], log-sum-exp in natural log
+  // [max_splits + 1]: with the Hopper kernel's contiguous schedule, CTA k takes entries
+  // [cta_first[k], cta_first[k + 1]) (x units); unused by the portable kernel.
+  int32_t* cta_first = nullptr;
 };
 size_t schedule_workspace_bytes(int64_t batch, int64_t max_splits, int64_t rows_per_seq);
 ScheduleLayout carve_schedule_layout(void* base, int64_t batch, int64_t max_splits, int64_t rows_per_seq);
@@ -71,7 +74,8 @@ int decode_occupancy(TileShape shape, Elem elem, int stages);
 void prepare_decode(TileShape shape, Elem elem, int stages);
 
 void launch_scheduler(const int32_t* cache_seqlens, int32_t batch, int32_t capacity_tokens, int32_t units,
-                      int32_t target_items, int32_t min_chunk, const ScheduleLayout& layout, cudaStream_t stream);
+                      int32_t target_items, int32_t min_chunk, int32_t granule, const ScheduleLayout& layout,
+                      cudaStream_t stream);
 void launch_decode(TileShape shape, Elem elem, int stages, int grid, const DecodeParams& params,
                    const ScheduleLayout& layout, cudaStream_t stream);
 void launch_combine(Elem elem, const DecodeParams& params, const ScheduleLayout& layout, cudaStream_t stream);

@@ -2,7 +2,8 @@
 // partition into the schedule's workspace, so schedule() needs no host round trip.
 //
 // Policy: all work items should cost about the same and fill the persistent grid once.
-// chunk = max(min_chunk, ceil(sum(len) * units / target_items)), rounded up to kBlockN keys;
+// chunk = max(min_chunk, ceil(sum(len) * units / target_items)), rounded up to `granule` keys
+// (the kernel's key tile: 32 for the portable kernel, 64 = one KV block for the Hopper one);
 // sequence i gets max(1, ceil(len_i / chunk)) splits. Then sum of splits <= target/units + b,
 // the bound the workspace is sized for (see max_splits in the plan).
 #include <cub/block/block_reduce.cuh>
@@ -18,7 +19,7 @@ constexpr int kSchedThreads = 1024;  // one CTA; lengths are read in passes of t
 
 __global__ void __launch_bounds__(kSchedThreads)
     scheduler_kernel(const int32_t* __restrict__ seqlens, int32_t batch, int32_t capacity, int32_t units,
-                     int32_t target_items, int32_t min_chunk, ScheduleLayout layout) {
+                     int32_t target_items, int32_t min_chunk, int32_t granule, ScheduleLayout layout) {
   using Reduce = cub::BlockReduce<long long, kSchedThreads>;
   using Scan = cub::BlockScan<int32_t, kSchedThreads>;
   __shared__ union {
@@ -42,7 +43,7 @@ __global__ void __launch_bounds__(kSchedThreads)
   __syncthreads();
   long long chunk = (total_keys * units + target_items - 1) / max(target_items, 1);
   chunk = max(chunk, static_cast<long long>(min_chunk));
-  chunk = (chunk + kBlockN - 1) / kBlockN * kBlockN;
+  chunk = (chunk + granule - 1) / granule * granule;
 
   for (int base = 0; base < batch; base += kSchedThreads) {
     const int i = base + threadIdx.x;
@@ -74,9 +75,11 @@ __global__ void __launch_bounds__(kSchedThreads)
 }  // namespace
 
 void launch_scheduler(const int32_t* cache_seqlens, int32_t batch, int32_t capacity_tokens, int32_t units,
-                      int32_t target_items, int32_t min_chunk, const ScheduleLayout& layout, cudaStream_t stream) {
+                      int32_t target_items, int32_t min_chunk, int32_t granule, const ScheduleLayout& layout,
+                      cudaStream_t stream) {
+  if (granule <= 0) granule = kBlockN;
   scheduler_kernel<<<1, kSchedThreads, 0, stream>>>(cache_seqlens, batch, capacity_tokens, units, target_items,
-                                                    min_chunk, layout);
+                                                    min_chunk, granule, layout);
   check_launch("scheduler_kernel launch");
 }
 

@@ -1,5 +1,7 @@
 // mla_cuda_check: correctness of the cuda backend on the GPU machine.
-//   mla_cuda_check grid  CONFIG [--max-cases N] [--max-len L] [--seed S]   CPU float64 reference over the DESIGN 7 grid
+//   mla_cuda_check grid  CONFIG [--max-cases N] [--max-len L] [--seed S] [--hopper-shapes]
+//                        CPU float64 reference over the DESIGN 7 grid (plus absorb cases); with
+//                        --hopper-shapes only bf16 / page 64 / h_kv 1 latent cases
 //   mla_cuda_check graph CONFIG                                            CUDA graph replay == direct call
 // Every case prints one line (a repro); the exit status is the number of failures (capped).
 #include <cuda_runtime.h>
@@ -28,8 +30,9 @@ struct Case {
 };
 
 std::string describe(const Case& c) {
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "b=%lld s_q=%lld h_q=%lld h_kv=%lld page=%lld causal=%d %s lengths=%s",
+  char buf[300];
+  std::snprintf(buf, sizeof buf, "%sb=%lld s_q=%lld h_q=%lld h_kv=%lld page=%lld causal=%d %s lengths=%s",
+                c.p.variant == Variant::absorb ? "absorb " : "",
                 (long long)c.p.batch, (long long)c.p.s_q, (long long)c.p.h_q, (long long)c.p.h_kv,
                 (long long)c.p.page_size, c.p.causal ? 1 : 0, dtype_name(c.p.dtype), c.lengths.c_str());
   return buf;
@@ -38,13 +41,15 @@ std::string describe(const Case& c) {
 // The DESIGN 7 grid, sampled: every combination of (b, s_q, h_q, h_kv, causal, page, dtype) is
 // enumerated and every `stride`-th one taken, so every value of every axis appears; each case
 // draws its lengths from {0, 1, 20, 63, 64, 65, 140, max_len} (rotated per sequence) or varlen.
-std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed) {
+// hopper_only: the shapes the Hopper kernel takes (bf16, page 64, h_kv 1, latent), every other
+// axis as in the full grid.
+std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed, bool hopper_only) {
   const int64_t bs[] = {1, 2, 6, 64, 128};
   const int64_t sqs[] = {1, 2, 4};
   const int64_t hqs[] = {1, 3, 16, 64, 128};
-  const int64_t hkvs[] = {1, 2};
-  const int64_t pages[] = {64, 1, 16, 128};
-  const DType dts[] = {DType::bf16, DType::fp16};
+  const std::vector<int64_t> hkvs = hopper_only ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2};
+  const std::vector<int64_t> pages = hopper_only ? std::vector<int64_t>{64} : std::vector<int64_t>{64, 1, 16, 128};
+  const std::vector<DType> dts = hopper_only ? std::vector<DType>{DType::bf16} : std::vector<DType>{DType::bf16, DType::fp16};
   const std::vector<int32_t> lens = {0, 1, 20, 63, 64, 65, 140, static_cast<int32_t>(max_len)};
   std::vector<Case> all;
   for (int64_t b : bs)
@@ -93,14 +98,48 @@ std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed) {
     }
     out.push_back(c);
   }
+  // The absorb variant (DESIGN 2.2): a few shapes through the cuBLAS projections.
+  struct A { int64_t b, sq, hq, hkv, page; bool causal; DType dt; int32_t len; bool varlen; };
+  const A absorb[] = {{2, 1, 16, 1, 64, false, DType::bf16, 300, false},
+                      {3, 2, 128, 1, 64, true, DType::bf16, 0, false},
+                      {1, 1, 3, 1, 16, false, DType::fp16, 140, false},
+                      {64, 1, 16, 1, 64, false, DType::bf16, 200, true},
+                      {6, 4, 16, 2, 1, true, DType::fp16, 0, false},
+                      {2, 1, 128, 1, 64, false, DType::bf16, static_cast<int32_t>(max_len), false}};
+  for (const A& x : absorb) {
+    if (hopper_only) break;
+    Case c;
+    c.p.variant = Variant::absorb;
+    c.p.batch = x.b;
+    c.p.s_q = x.sq;
+    c.p.h_q = x.hq;
+    c.p.h_kv = x.hkv;
+    c.p.page_size = x.page;
+    c.p.causal = x.causal;
+    c.p.dtype = x.dt;
+    c.p.kv.dtype = x.dt;
+    c.spec.seed = seed + 1000 + out.size();
+    if (x.varlen) {
+      c.spec.seqlen = x.len;
+      c.spec.varlen = true;
+      c.lengths = "varlen~" + std::to_string(x.len);
+    } else if (x.len > 0) {
+      c.spec.seqlens.assign(static_cast<size_t>(x.b), x.len);
+      c.lengths = std::to_string(x.len);
+    } else {
+      for (int64_t i = 0; i < x.b; ++i) c.spec.seqlens.push_back(lens[static_cast<size_t>(i % lens.size())]);
+      c.lengths = "edge-cycle";
+    }
+    if (static_cast<int>(out.size()) < max_cases + 6) out.push_back(c);
+  }
   return out;
 }
 
-int run_grid(const std::string& config, int max_cases, int64_t max_len, uint64_t seed) {
+int run_grid(const std::string& config, int max_cases, int64_t max_len, uint64_t seed, bool hopper_only) {
   auto device = open_device_from_file(config);
   int failures = 0, count = 0;
   double worst_l2 = 0, worst_lse = 0;
-  for (const Case& c : make_grid(max_cases, max_len, seed)) {
+  for (const Case& c : make_grid(max_cases, max_len, seed, hopper_only)) {
     ++count;
     try {
       HostInputs in = make_random_inputs(c.p, c.spec);
@@ -113,7 +152,7 @@ int run_grid(const std::string& config, int max_cases, int64_t max_len, uint64_t
       plan->run(dev, *schedule, nullptr, opt);
       device->synchronize(nullptr);
       HostInputs got = in;  // same shapes; overwritten by the download
-      got.out = HostTensor(in.out.view().dtype, {c.p.batch, c.p.s_q, c.p.h_q, c.p.d_v()});
+      got.out = HostTensor(in.out.view().dtype, {c.p.batch, c.p.s_q, c.p.h_q, c.p.out_width()});
       got.lse = HostTensor(DType::fp32, {c.p.batch, c.p.h_q, c.p.s_q});
       store.download(got.out, dev.out, nullptr);
       store.download(got.lse, dev.lse, nullptr);
@@ -203,21 +242,26 @@ int run_graph(const std::string& config) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: mla_cuda_check grid|graph CONFIG [--max-cases N] [--max-len L] [--seed S]\n");
+    std::fprintf(stderr,
+                 "usage: mla_cuda_check grid|graph CONFIG [--max-cases N] [--max-len L] [--seed S] [--hopper-shapes]\n");
     return 2;
   }
   const std::string mode = argv[1], config = argv[2];
   int max_cases = 150;
   int64_t max_len = 4096;
   uint64_t seed = 1;
+  bool hopper_only = false;
+  for (int i = 3; i < argc; ++i)
+    if (std::string(argv[i]) == "--hopper-shapes") hopper_only = true;
   for (int i = 3; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
+    if (k == "--hopper-shapes") { --i; continue; }
     if (k == "--max-cases") max_cases = std::stoi(argv[i + 1]);
     else if (k == "--max-len") max_len = std::stoll(argv[i + 1]);
     else if (k == "--seed") seed = std::stoull(argv[i + 1]);
   }
   try {
-    if (mode == "grid") return run_grid(config, max_cases, max_len, seed);
+    if (mode == "grid") return run_grid(config, max_cases, max_len, seed, hopper_only);
     if (mode == "graph") return run_graph(config);
   } catch (const Error& e) {
     std::printf("FAIL %s: %s\n", mode.c_str(), e.what());
