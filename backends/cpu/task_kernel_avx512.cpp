@@ -61,10 +61,17 @@ void score_keys(const uint32_t* qT, int m_stride, int kp, const uint16_t* const*
     for (int v = 0; v < V; ++v) _mm512_storeu_ps(S + static_cast<int64_t>(t) * s_stride + 16 * v, acc[t][v]);
 }
 
+// Keys per register tile: enough independent accumulators (keys x row-vectors) to cover the
+// latency of vdpbf16ps when only a few row-vectors exist (few heads).
+constexpr int keys_per_step(int vecs) { return vecs == 1 ? 8 : vecs == 2 ? 5 : 3; }
+
 template <int V>
 void score_tile(const uint32_t* qT, int m_stride, int kp, const uint16_t* const* keys, int n, float* S, int s_stride) {
+  constexpr int T = keys_per_step(V);
   int j = 0;
-  for (; j + 3 <= n; j += 3) score_keys<3, V>(qT, m_stride, kp, keys + j, S + static_cast<int64_t>(j) * s_stride, s_stride);
+  for (; j + T <= n; j += T) score_keys<T, V>(qT, m_stride, kp, keys + j, S + static_cast<int64_t>(j) * s_stride, s_stride);
+  if constexpr (T > 3)
+    for (; j + 3 <= n; j += 3) score_keys<3, V>(qT, m_stride, kp, keys + j, S + static_cast<int64_t>(j) * s_stride, s_stride);
   if (n - j == 2) score_keys<2, V>(qT, m_stride, kp, keys + j, S + static_cast<int64_t>(j) * s_stride, s_stride);
   if (n - j == 1) score_keys<1, V>(qT, m_stride, kp, keys + j, S + static_cast<int64_t>(j) * s_stride, s_stride);
 }
