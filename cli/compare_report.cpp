@@ -1,12 +1,12 @@
 #include "compare_report.hpp"
 
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <ostream>
 #include <sstream>
 
 #include "mla/error.hpp"
+#include "mla/file_io.hpp"
 #include "report.hpp"
 
 namespace mla::cli {
@@ -211,21 +211,7 @@ void write_junit(const std::string& path, const std::vector<Target>& targets, co
         << body.str() << "  </testsuite>\n";
   }
   xml << "</testsuites>\n";
-  const std::string tmp = path + ".partial";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) fail(ErrorCode::io_error, "cannot write \"" + path + "\"");
-    out << xml.str();
-    if (!out) {
-      out.close();
-      std::remove(tmp.c_str());
-      fail(ErrorCode::io_error, "writing \"" + path + "\" failed");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail(ErrorCode::io_error, "cannot move the finished file into \"" + path + "\"");
-  }
+  write_file_atomically(path, [&](std::ostream& out) { out << xml.str(); });
 }
 
 }  // namespace mla::cli

@@ -1,11 +1,9 @@
 #include "report.hpp"
 
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
-#include "mla/error.hpp"
+#include "mla/file_io.hpp"
 
 namespace mla::cli {
 
@@ -22,17 +20,7 @@ void print_report_lines(const nlohmann::json& report) {
 }
 
 void write_json_file(const std::string& path, const nlohmann::json& value) {
-  const std::string tmp = path + ".partial";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) fail(ErrorCode::io_error, "cannot write \"" + path + "\"");
-    out << value.dump(2) << "\n";
-    if (!out) fail(ErrorCode::io_error, "writing \"" + path + "\" failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail(ErrorCode::io_error, "cannot move the finished file into \"" + path + "\"");
-  }
+  write_file_atomically(path, [&](std::ostream& out) { out << value.dump(2) << "\n"; });
 }
 
 std::string format_number(double value, int precision) {

@@ -1,6 +1,5 @@
 #include "mla/safetensors.hpp"
 
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -8,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mla/error.hpp"
+#include "mla/file_io.hpp"
 
 namespace mla {
 
@@ -110,26 +110,14 @@ void write_safetensors(const std::string& path, const TensorMap& tensors) {
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
-  const std::string tmp = path + ".partial";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(ErrorCode::io_error, "cannot write \"" + path + "\"");
-    uint64_t n = text.size();
+  write_file_atomically(path, [&](std::ostream& out) {
+    const uint64_t n = text.size();
     char len[8];
     for (int k = 0; k < 8; ++k) len[k] = static_cast<char>((n >> (8 * k)) & 0xff);
     out.write(len, 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& [name, t] : tensors) out.write(static_cast<const char*>(t.data()), static_cast<std::streamsize>(t.bytes()));
-    if (!out) {
-      out.close();
-      std::remove(tmp.c_str());
-      fail(ErrorCode::io_error, "writing \"" + path + "\" failed");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail(ErrorCode::io_error, "cannot move the finished file into \"" + path + "\"");
-  }
+  });
 }
 
 }  // namespace mla

@@ -1,5 +1,7 @@
 #include "robustness/robustness_table.hpp"
 
+#include "mla/file_io.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -9,6 +11,7 @@
 #include <sstream>
 #include <sys/wait.h>
 
+#include "mla/file_io.hpp"
 #include "mla/registry.hpp"
 
 namespace fs = std::filesystem;
@@ -152,13 +155,7 @@ void Table::write_markdown(const std::string& path, const std::vector<std::strin
   }
   md << "\n## Notes\n\n";
   for (const auto& note : notes) md << "- " << note << "\n";
-  const std::string tmp = path + ".partial";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    REQUIRE(out);
-    out << md.str();
-  }
-  fs::rename(tmp, path);
+  write_file_atomically(path, [&](std::ostream& out) { out << md.str(); });
 }
 
 ApiSetup ApiSetup::make(int64_t s_q, bool causal, int64_t seqlen) {
