@@ -1,11 +1,7 @@
 // The cpu backend: the factory, the device (host memory) and the plan.
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
-#include <new>
 #include <sstream>
-#include <thread>
 
 #include <tbb/info.h>
 
@@ -13,6 +9,7 @@
 #include "task_kernel.hpp"
 #include "fast_decode.hpp"
 #include "mla/error.hpp"
+#include "mla/host_device.hpp"
 #include "mla/host_tensor.hpp"
 #include "mla/reference.hpp"
 #include "mla/registry.hpp"
@@ -111,7 +108,7 @@ class CpuPlan final : public Plan {
   bool use_avx512_;
 };
 
-class CpuDevice final : public Device {
+class CpuDevice final : public HostDevice {
  public:
   CpuDevice(CpuConfig config, std::string name) : config_(std::move(config)), name_(std::move(name)) {
     int hw = tbb::info::default_concurrency();
@@ -119,19 +116,6 @@ class CpuDevice final : public Device {
   }
   [[nodiscard]] std::string backend_name() const override { return "cpu"; }
   [[nodiscard]] std::string name() const override { return name_; }
-  [[nodiscard]] MemorySpace memory_space() const override { return MemorySpace::host; }
-
-  void* allocate(size_t bytes) override {
-    void* p = std::aligned_alloc(256, std::max<size_t>(256, (bytes + 255) / 256 * 256));
-    if (!p) fail(ErrorCode::out_of_memory, "cpu: allocation of " + std::to_string(bytes) + " bytes failed");
-    return p;
-  }
-  void deallocate(void* ptr) noexcept override { std::free(ptr); }
-  void copy(void* dst, const void* src, size_t bytes, CopyKind, void*) override {
-    if (bytes && (!dst || !src)) fail(ErrorCode::invalid_argument, "cpu: copy with a null pointer");
-    if (bytes) std::memmove(dst, src, bytes);
-  }
-  void synchronize(void*) override {}
 
  protected:
   std::unique_ptr<Plan> do_plan(const Problem& problem) const override {

@@ -1,13 +1,12 @@
 // The sim_tpu backend: factory, device (host memory), plan (tilings that fit, per strategy) and
 // schedule (the simulated step for one set of lengths).
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <sstream>
 
 #include "executor.hpp"
 #include "mla/error.hpp"
+#include "mla/host_device.hpp"
 #include "mla/registry.hpp"
 #include "mla/validate.hpp"
 #include "partition.hpp"
@@ -109,24 +108,11 @@ class SimPlan final : public Plan {
   std::vector<StrategyFit> fits_;
 };
 
-class SimDevice final : public Device {
+class SimDevice final : public HostDevice {
  public:
   SimDevice(SimConfig config, std::string name) : config_(std::move(config)), name_(std::move(name)) {}
   [[nodiscard]] std::string backend_name() const override { return "sim_tpu"; }
   [[nodiscard]] std::string name() const override { return name_; }
-  [[nodiscard]] MemorySpace memory_space() const override { return MemorySpace::host; }
-
-  void* allocate(size_t bytes) override {
-    void* p = std::aligned_alloc(256, std::max<size_t>(256, (bytes + 255) / 256 * 256));
-    if (!p) fail(ErrorCode::out_of_memory, "sim_tpu: host allocation of " + std::to_string(bytes) + " bytes failed");
-    return p;
-  }
-  void deallocate(void* ptr) noexcept override { std::free(ptr); }
-  void copy(void* dst, const void* src, size_t bytes, CopyKind, void*) override {
-    if (bytes && (!dst || !src)) fail(ErrorCode::invalid_argument, "sim_tpu: copy with a null pointer");
-    if (bytes) std::memmove(dst, src, bytes);
-  }
-  void synchronize(void*) override {}
 
  protected:
   std::unique_ptr<Plan> do_plan(const Problem& problem) const override {
