@@ -70,7 +70,7 @@ void compare(const CompareOptions& o) {
     const CompareCase& c = cases[ci];
     const auto case_start = std::chrono::steady_clock::now();
     std::cout << "case " << ci + 1 << "/" << cases.size() << " " << c.name << " (" << c.describe() << ", seed "
-              << c.seed << ")\n";
+              << c.shape.seed << ")\n";
     validate_problem(c.problem());
     HostInputs in = make_random_inputs(c.problem(), c.spec());
     const ReferenceOutput ref = reference_decode(in.problem, in.args());

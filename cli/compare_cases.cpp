@@ -13,29 +13,11 @@
 
 namespace mla::cli {
 
-Problem CompareCase::problem() const {
-  Problem p;
-  p.variant = variant == "absorb" ? Variant::absorb : Variant::latent;
-  p.batch = batch;
-  p.s_q = s_q;
-  p.h_q = heads;
-  p.h_kv = kv_heads;
-  p.page_size = page_size;
-  p.causal = causal;
-  p.softmax_scale = softmax_scale;
-  p.dtype = parse_dtype(dtype).value_or(DType::bf16);
-  p.kv.dtype = p.dtype;
-  p.num_blocks = 1;  // placeholders so validate_problem can run before inputs exist
-  p.max_blocks_per_seq = 1;
-  return p;
-}
-
-InputSpec CompareCase::spec() const {
-  InputSpec s;
-  s.seqlen = seqlen;
-  s.varlen = varlen;
-  s.seed = seed;
-  s.poison = true;  // DESIGN 7: rows past the lengths and unused block ids are junk
+ShapeOptions CompareCase::small_shape() {
+  ShapeOptions s;
+  s.batch = 1;
+  s.heads = 16;
+  s.seqlen = 64;
   return s;
 }
 
@@ -47,35 +29,24 @@ Tolerance CompareCase::tolerance() const {
   return t;
 }
 
-std::string CompareCase::shape_flags() const {
-  std::ostringstream os;
-  os << "--variant " << variant << " --batch " << batch << " --s-q " << s_q << " --heads " << heads << " --kv-heads "
-     << kv_heads << " --seqlen " << seqlen << (varlen ? " --varlen" : "") << (causal ? " --causal" : "")
-     << " --page-size " << page_size << " --dtype " << dtype;
-  if (softmax_scale != 0.0f) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(softmax_scale));  // round-trips a float
-    os << " --softmax-scale " << buf;
-  }
-  os << " --seed " << seed;
-  return os.str();
-}
-
 std::string CompareCase::describe() const {
+  const ShapeOptions& s = shape;
   std::ostringstream os;
-  os << variant << " b=" << batch << " s_q=" << s_q << " h_q=" << heads << " h_kv=" << kv_heads << " len=" << seqlen
-     << (varlen ? "(var)" : "") << " page=" << page_size << (causal ? " causal" : "") << " " << dtype;
-  if (softmax_scale != 0.0f) os << " scale=" << softmax_scale;
+  os << s.variant << " b=" << s.batch << " s_q=" << s.s_q << " h_q=" << s.heads << " h_kv=" << s.kv_heads
+     << " len=" << s.seqlen << (s.varlen ? "(var)" : "") << " page=" << s.page_size << (s.causal ? " causal" : "") << " "
+     << s.dtype;
+  if (s.softmax_scale != 0.0f) os << " scale=" << s.softmax_scale;
   return os.str();
 }
 
 namespace {
 
 std::string auto_name(const CompareCase& c) {
+  const ShapeOptions& s = c.shape;
   std::ostringstream os;
-  os << c.variant << "_b" << c.batch << "_sq" << c.s_q << "_h" << c.heads << "x" << c.kv_heads << "_len" << c.seqlen
-     << (c.varlen ? "var" : "") << "_p" << c.page_size << (c.causal ? "_causal" : "") << "_" << c.dtype;
-  if (c.softmax_scale != 0.0f) os << "_scaled";
+  os << s.variant << "_b" << s.batch << "_sq" << s.s_q << "_h" << s.heads << "x" << s.kv_heads << "_len" << s.seqlen
+     << (s.varlen ? "var" : "") << "_p" << s.page_size << (s.causal ? "_causal" : "") << "_" << s.dtype;
+  if (s.softmax_scale != 0.0f) os << "_scaled";
   return os.str();
 }
 
@@ -83,17 +54,17 @@ std::string auto_name(const CompareCase& c) {
 CompareCase make(const char* variant, int64_t b, int64_t s_q, int64_t h_q, int64_t h_kv, int64_t len, bool varlen,
                  bool causal, int64_t page, const char* dtype, float scale = 0.0f) {
   CompareCase c;
-  c.variant = variant;
-  c.batch = b;
-  c.s_q = s_q;
-  c.heads = h_q;
-  c.kv_heads = h_kv;
-  c.seqlen = len;
-  c.varlen = varlen;
-  c.causal = causal;
-  c.page_size = page;
-  c.dtype = dtype;
-  c.softmax_scale = scale;
+  c.shape.variant = variant;
+  c.shape.batch = b;
+  c.shape.s_q = s_q;
+  c.shape.heads = h_q;
+  c.shape.kv_heads = h_kv;
+  c.shape.seqlen = len;
+  c.shape.varlen = varlen;
+  c.shape.causal = causal;
+  c.shape.page_size = page;
+  c.shape.dtype = dtype;
+  c.shape.softmax_scale = scale;
   return c;
 }
 
@@ -192,19 +163,19 @@ std::vector<CompareCase> read_case_file(const std::string& path) {
       ConfigReader r(list[i], "/cases/" + std::to_string(i), &issues);
       CompareCase c;
       c.name = r.string("name", "");
-      c.variant = r.choice("variant", c.variant, {"latent", "absorb"});
-      c.batch = r.integer("batch", c.batch, 1, 1 << 20);
-      c.s_q = r.integer("s_q", c.s_q, 1, 1024);
-      c.heads = r.integer("heads", c.heads, 1, 4096);
-      c.kv_heads = r.integer("kv_heads", c.kv_heads, 1, 4096);
-      c.seqlen = r.integer("seqlen", c.seqlen, 0, 1 << 24);
-      c.varlen = r.boolean("varlen", c.varlen);
-      c.causal = r.boolean("causal", c.causal);
-      c.page_size = r.integer("page_size", c.page_size, 1, 1 << 20);
-      c.dtype = r.choice("dtype", c.dtype, {"bf16", "fp16", "fp32"});
-      c.softmax_scale = static_cast<float>(r.number("softmax_scale", 0.0, -1e6, 1e6));
+      c.shape.variant = r.choice("variant", c.shape.variant, {"latent", "absorb"});
+      c.shape.batch = r.integer("batch", c.shape.batch, 1, 1 << 20);
+      c.shape.s_q = r.integer("s_q", c.shape.s_q, 1, 1024);
+      c.shape.heads = r.integer("heads", c.shape.heads, 1, 4096);
+      c.shape.kv_heads = r.integer("kv_heads", c.shape.kv_heads, 1, 4096);
+      c.shape.seqlen = r.integer("seqlen", c.shape.seqlen, 0, 1 << 24);
+      c.shape.varlen = r.boolean("varlen", c.shape.varlen);
+      c.shape.causal = r.boolean("causal", c.shape.causal);
+      c.shape.page_size = r.integer("page_size", c.shape.page_size, 1, 1 << 20);
+      c.shape.dtype = r.choice("dtype", c.shape.dtype, {"bf16", "fp16", "fp32"});
+      c.shape.softmax_scale = static_cast<float>(r.number("softmax_scale", 0.0, -1e6, 1e6));
       c.seed_given = r.has("seed");
-      if (c.seed_given) c.seed = static_cast<uint64_t>(r.integer("seed", 1, 0, INT64_MAX));
+      if (c.seed_given) c.shape.seed = static_cast<uint64_t>(r.integer("seed", 1, 0, INT64_MAX));
       ConfigReader tol = r.object("tolerance");
       for (const char* key : {"rel_l2", "max_abs", "lse_abs"})
         if (tol.has(key)) {
@@ -249,7 +220,7 @@ std::vector<CompareCase> load_cases(const std::string& which, uint64_t base_seed
   for (size_t i = 0; i < cases.size(); ++i) {
     CompareCase& c = cases[i];
     // Cases without a seed of their own get base + index, so --seed moves them all.
-    if (!c.seed_given) c.seed = base_seed + i;
+    if (!c.seed_given) c.shape.seed = base_seed + i;
     if (c.name.empty()) c.name = auto_name(c);
     if (!names.insert(c.name).second) {
       if (from_file) fail(ErrorCode::invalid_argument, which + ": two cases are named \"" + c.name + "\"");

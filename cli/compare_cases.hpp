@@ -11,28 +11,24 @@
 #include "mla/compare.hpp"
 #include "mla/inputs.hpp"
 #include "mla/problem.hpp"
+#include "options.hpp"
 
 namespace mla::cli {
 
 struct CompareCase {
   std::string name;
-  std::string variant = "latent";  // latent | absorb
-  int64_t batch = 1, s_q = 1, heads = 16, kv_heads = 1, seqlen = 64, page_size = 64;
-  bool varlen = false, causal = false;
-  std::string dtype = "bf16";
-  float softmax_scale = 0.0f;
-  uint64_t seed = 1;
+  ShapeOptions shape = small_shape();  // the shape flags of `mla run` that reproduce the case
   bool seed_given = false;  // from a cases file; otherwise the seed is --seed + case index
   // Replaces the dtype's default tolerance (fields left out keep the default). A case with an
   // override is reproduced by `mla compare --only`, since `mla run --check` uses the default.
   std::optional<double> rel_l2, max_abs, lse_abs;
 
-  [[nodiscard]] Problem problem() const;  // num_blocks / max_blocks_per_seq left to make_random_inputs
-  [[nodiscard]] InputSpec spec() const;
+  [[nodiscard]] Problem problem() const { return shape.problem(); }
+  [[nodiscard]] InputSpec spec() const { return shape.spec(); }
   [[nodiscard]] bool has_tolerance_override() const { return rel_l2 || max_abs || lse_abs; }
   [[nodiscard]] Tolerance tolerance() const;  // the dtype default with the overrides applied
-  // "--variant latent --batch 2 ... --seed 7": the shape flags of `mla run`.
-  [[nodiscard]] std::string shape_flags() const;
+  // Defaults of a case: small enough that every backend runs it in well under a second.
+  static ShapeOptions small_shape();
   [[nodiscard]] std::string describe() const;  // one short line for progress and tables
 };
 

@@ -72,7 +72,7 @@ std::string repro_line(const Target& t, const CompareCase& c, const std::string&
   std::string sets;
   for (const auto& s : t.overrides) sets += " --set " + shell_quote(s);
   const bool run_reproduces = !c.has_tolerance_override() && o.status != Status::nondeterministic;
-  if (run_reproduces) return "mla run --config " + shell_quote(t.path) + sets + " " + c.shape_flags() + " --check";
+  if (run_reproduces) return "mla run --config " + shell_quote(t.path) + sets + " " + c.shape.flags() + " --check";
   // --set without a prefix applies to the one config given, so the overrides carry over as they are.
   return "mla compare --configs " + shell_quote(t.path) + sets + " --cases " + shell_quote(cases_arg) + " --only " +
          shell_quote(c.name) + " --seed " + std::to_string(base_seed) +
@@ -152,7 +152,7 @@ nlohmann::json results_json(const std::vector<Target>& targets, const std::vecto
     failures += is_failure(o.status);
     nlohmann::json j = {{"case", c.name},
                         {"shape", c.describe()},
-                        {"seed", c.seed},
+                        {"seed", c.shape.seed},
                         {"config", targets[r.target_index].label},
                         {"backend", targets[r.target_index].backend},
                         {"status", std::string(status_name(o.status))},

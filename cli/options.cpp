@@ -1,5 +1,8 @@
 #include "options.hpp"
 
+#include <cstdio>
+#include <sstream>
+
 #include "mla/error.hpp"
 
 namespace mla::cli {
@@ -71,6 +74,20 @@ InputSpec ShapeOptions::spec() const {
   s.varlen = varlen;
   s.seed = seed;
   return s;
+}
+
+std::string ShapeOptions::flags() const {
+  std::ostringstream os;
+  os << "--variant " << variant << " --batch " << batch << " --s-q " << s_q << " --heads " << heads << " --kv-heads "
+     << kv_heads << " --seqlen " << seqlen << (varlen ? " --varlen" : "") << (causal ? " --causal" : "")
+     << " --page-size " << page_size << " --dtype " << dtype;
+  if (softmax_scale != 0.0f) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(softmax_scale));  // round-trips a float
+    os << " --softmax-scale " << buf;
+  }
+  os << " --seed " << seed;
+  return os.str();
 }
 
 }  // namespace mla::cli

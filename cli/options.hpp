@@ -32,6 +32,8 @@ struct ShapeOptions {
   void add_to(CLI::App& app);
   [[nodiscard]] Problem problem() const;  // num_blocks etc. filled by make_random_inputs
   [[nodiscard]] InputSpec spec() const;
+  // "--variant latent --batch 2 ... --seed 7": the flags that give back this shape.
+  [[nodiscard]] std::string flags() const;
 };
 
 // Opens the device named by the config; the errors carry the config path.
