@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <iterator>
+#include <optional>
 
 #include "anchors.hpp"
 #include "commands.hpp"
@@ -22,6 +24,7 @@ struct BenchOptions {
   ShapeOptions shape;
   int warmup = 3, iters = 20;
   bool anchors = false;
+  int anchor_case = -1;  // with --anchors: only this row of the table (0-based); -1: every row
   std::string json;
 };
 
@@ -49,13 +52,21 @@ BenchRow bench_case(Device& device, const ShapeOptions& shape, int warmup, int i
   auto schedule = plan->schedule(tensors.args().cache_seqlens);
   std::vector<double> wall, modelled;
   RunResult last;
-  for (int k = 0; k < warmup + iters; ++k) {
+  auto timed = [&](int runs) {  // seconds per run over `runs` back-to-back runs, one sync at the end
     auto start = std::chrono::steady_clock::now();
-    last = plan->run(tensors.args(), *schedule);
+    for (int r = 0; r < runs; ++r) last = plan->run(tensors.args(), *schedule);
     device.synchronize();
-    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (k < warmup) continue;
-    wall.push_back(t);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / runs;
+  };
+  // A sample is `batch` back-to-back runs with one synchronize, at least ~1 ms of work: for
+  // kernels of tens of microseconds a per-run synchronize would time the host round trip
+  // (launch + wake-up, ~10-20 us on a GPU) instead of the operator, which a serving loop never
+  // waits for between layers. Host backends take one run per sample (each run is long).
+  double first = 0;
+  for (int k = 0; k < std::max(warmup, 1); ++k) first = timed(1);
+  const int batch = std::clamp(static_cast<int>(1e-3 / std::max(first, 1e-9)), 1, 64);
+  for (int k = 0; k < iters; ++k) {
+    wall.push_back(timed(batch));
     if (last.seconds >= 0) modelled.push_back(last.seconds);
   }
   BenchRow row;
@@ -80,28 +91,41 @@ nlohmann::json row_json(const BenchRow& r) {
           {"gb_per_s", r.gbps()},       {"tflop_per_s", r.tflops()}, {"report", r.report}};
 }
 
+// One allocation in the device's memory, freed on every path.
+class DeviceBuffer {
+ public:
+  DeviceBuffer(Device& device, size_t bytes) : device_(device), ptr_(device.allocate(bytes)) {}
+  ~DeviceBuffer() { device_.deallocate(ptr_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  [[nodiscard]] void* get() const { return ptr_; }
+
+ private:
+  Device& device_;
+  void* ptr_;
+};
+
 // Device-to-device copy bandwidth (bytes read + written), the memory ceiling of this run.
 double copy_ceiling_gbps(Device& device) {
   const size_t bytes = size_t{1} << 30;
-  void* a = device.allocate(bytes);
-  void* b = device.allocate(bytes);
+  DeviceBuffer a(device, bytes), b(device, bytes);
   std::vector<double> t;
-  try {
-    for (int k = 0; k < 8; ++k) {
-      device.synchronize();
-      auto start = std::chrono::steady_clock::now();
-      device.copy(b, a, bytes, CopyKind::device_to_device);
-      device.synchronize();
-      if (k >= 2) t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
-  } catch (...) {
-    device.deallocate(a);
-    device.deallocate(b);
-    throw;
+  for (int k = 0; k < 8; ++k) {
+    device.synchronize();
+    auto start = std::chrono::steady_clock::now();
+    device.copy(b.get(), a.get(), bytes, CopyKind::device_to_device);
+    device.synchronize();
+    if (k >= 2) t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
-  device.deallocate(a);
-  device.deallocate(b);
   return 2.0 * static_cast<double>(bytes) / median(t) / 1e9;
+}
+
+// `value` as a fraction of a ceiling of this run: JSON null and "-" when the device has none.
+nlohmann::json fraction_json(double value, std::optional<double> ceiling) {
+  return ceiling ? nlohmann::json(value / *ceiling) : nlohmann::json(nullptr);
+}
+std::string fraction_cell(double value, std::optional<double> ceiling) {
+  return ceiling ? format_number(value / *ceiling, 2) : "-";
 }
 
 void bench_one(const BenchOptions& o) {
@@ -122,15 +146,23 @@ void bench_one(const BenchOptions& o) {
   }
 }
 
-// The ANCHORS.md table: every case, its ratio to FlashMLA's time, and the copy ceiling.
+// The ANCHORS.md table: every case (or row --anchor-case), its ratio to FlashMLA's time, and
+// its share of the copy and matmul ceilings, both measured on this device in this run.
 void bench_anchors(const BenchOptions& o) {
   auto device = open_from(o.config);
   const double copy_gbps = copy_ceiling_gbps(*device);
-  std::cout << "device " << device->name() << "; copy ceiling measured now: " << format_number(copy_gbps, 0)
-            << " GB/s (read + written)\n"
-            << "| case | b | s_q | h_q | len | us | GB/s | TFLOP/s | FlashMLA us | vs FlashMLA | of copy ceiling | kernel |\n";
+  const std::optional<double> matmul_tflops = device->measure_matmul_tflops();
+  std::cout << "device " << device->name() << "; ceilings measured now: copy " << format_number(copy_gbps, 0)
+            << " GB/s (read + written), bf16 matmul "
+            << (matmul_tflops ? format_number(*matmul_tflops, 0) + " TFLOP/s"
+                              : std::string("none (this device cannot measure one)"))
+            << "\n"
+            << "| case | b | s_q | h_q | len | us | GB/s | TFLOP/s | FlashMLA us | vs FlashMLA | of copy ceiling "
+               "| of matmul ceiling | kernel |\n";
   nlohmann::json rows = nlohmann::json::array();
-  for (const auto& a : kAnchorCases) {
+  for (int index = 0; index < static_cast<int>(std::size(kAnchorCases)); ++index) {
+    if (o.anchor_case >= 0 && index != o.anchor_case) continue;
+    const AnchorCase& a = kAnchorCases[index];
     ShapeOptions s = o.shape;
     s.batch = a.batch;
     s.s_q = a.s_q;
@@ -147,18 +179,26 @@ void bench_anchors(const BenchOptions& o) {
     std::cout << "| " << a.label << " | " << a.batch << " | " << a.s_q << " | " << a.heads << " | "
               << (a.varlen ? "~" : "") << a.seqlen << " | " << format_number(r.seconds * 1e6, 1) << " | "
               << format_number(r.gbps(), 0) << " | " << format_number(r.tflops(), 1) << " | " << a.flashmla_us << " | "
-              << format_number(vs, 2) << "x | " << format_number(r.gbps() / copy_gbps, 2) << " | " << r.kernel << " |"
-              << std::endl;
+              << format_number(vs, 2) << "x | " << fraction_cell(r.gbps(), copy_gbps) << " | "
+              << fraction_cell(r.tflops(), matmul_tflops) << " | " << r.kernel << " |" << std::endl;
     nlohmann::json j = row_json(r);
     j["label"] = a.label;
+    j["anchor_case"] = index;
     j["flashmla_us"] = a.flashmla_us;
     j["speed_vs_flashmla"] = vs;
-    j["fraction_of_copy_ceiling"] = r.gbps() / copy_gbps;
+    j["fraction_of_copy_ceiling"] = fraction_json(r.gbps(), copy_gbps);
+    j["fraction_of_matmul_ceiling"] = fraction_json(r.tflops(), matmul_tflops);
     rows.push_back(j);
   }
-  std::cout << "(vs FlashMLA > 1 means faster than FlashMLA's ANCHORS.md time on the H100; the matmul ceiling is "
-               "measured by backends/cuda/tools/mla_cuda_bench)\n";
-  if (!o.json.empty()) write_json_file(o.json, {{"device", device->name()}, {"copy_ceiling_gbps", copy_gbps}, {"rows", rows}});
+  std::cout << "(vs FlashMLA > 1 means faster than FlashMLA's ANCHORS.md time on the H100; the ceilings are this "
+               "device's, measured before the table)\n";
+  if (!o.json.empty()) {
+    const nlohmann::json matmul = matmul_tflops ? nlohmann::json(*matmul_tflops) : nlohmann::json(nullptr);
+    write_json_file(o.json, {{"device", device->name()},
+                             {"copy_ceiling_gbps", copy_gbps},
+                             {"matmul_ceiling_tflops", matmul},
+                             {"rows", rows}});
+  }
 }
 
 }  // namespace
@@ -168,9 +208,15 @@ void add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Benchmark one shape: median time, GB/s, FLOP/s (ANCHORS.md conventions)");
   o.config.add_to(*cmd, true);
   o.shape.add_to(*cmd);
-  cmd->add_option("--warmup", o.warmup, "Runs before timing")->check(CLI::Range(0, 10000));
+  cmd->add_option("--warmup", o.warmup, "Runs before timing (at least 1 is made: it sizes the timed batches)")->check(CLI::Range(0, 10000));
   cmd->add_option("--iters", o.iters, "Timed runs")->check(CLI::Range(1, 100000));
-  cmd->add_flag("--anchors", o.anchors, "Run every case of the ANCHORS.md table (shape flags ignored) with ratios to FlashMLA");
+  auto* anchors = cmd->add_flag("--anchors", o.anchors,
+                                "Run every case of the ANCHORS.md table (shape flags ignored) with ratios to FlashMLA "
+                                "and to the copy and matmul ceilings measured in the same run");
+  cmd->add_option("--anchor-case", o.anchor_case,
+                  "With --anchors: only row I of the table (0-based), e.g. under a profiler")
+      ->check(CLI::Range(0, static_cast<int>(std::size(kAnchorCases)) - 1))
+      ->needs(anchors);
   cmd->add_option("--json", o.json, "Write the result as JSON to this file");
   cmd->callback([] { o.anchors ? bench_anchors(o) : bench_one(o); });
 }

@@ -4,13 +4,21 @@
 # replay, measures the copy and matmul ceilings and runs the ANCHORS.md benchmark table.
 #
 #   scripts/gpu_check.sh [STAGE...]      STAGE: env build sass hcheck check pcheck graph memcheck bench
-#                                        full (default: all but full)
+#                                        full profile (default: all but full and profile)
 #     hcheck: the grid restricted to the Hopper kernel's shapes (bf16, page 64, h_kv 1)
 #     pcheck: the grid with cuda.kernel = portable (the fallback kernel stays verified)
+#     profile: Nsight Compute (full set) of one decode launch per case in MLA_PROFILE_CASES
+#             (bench table rows, default "6 9"), reports in $OUT/profile_case*.txt
 #     full:   the whole repository (build-full), ctest -R cuda, and the CLI (mla run --check,
 #             mla bench --anchors)
+#     pbench: the bench rows with Triton figures, cuda.kernel = portable
+#     stalls: tensor-pipe, shared-memory bank, L2, DRAM utilisation and warp stall reasons
+#             (ncu metrics) of one decode launch per case in MLA_PROFILE_CASES
+#     times:  per-kernel durations (ncu gpu__time_duration) of the cases in MLA_PROFILE_CASES
 #   environment: OUT (logs; default ./gpu_out), MLA_CHECK_CASES (grid cases, default 150),
-#                MLA_BENCH_ITERS (default 50), MLA_CUDA_ARCHS (default 90-real)
+#                MLA_BENCH_ITERS (default 50), MLA_BENCH_CASES (bench rows, e.g. 0,6,9; default all),
+#                MLA_CUDA_ARCHS (default 90-real), MLA_CUDA_FLAGS (extra nvcc flags, e.g. -D variant
+#                switches), MLA_BUILD_DIR (default build-gpu)
 #
 # Builds a reduced tree (core + cpu + cuda, backends/cuda/tools/standalone) so unfinished work
 # elsewhere in the repository cannot stop a device run. Debian dev packages the machine lacks
@@ -20,7 +28,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu_out}
 mkdir -p "$OUT"
 STAGES=${*:-env build sass hcheck check pcheck graph memcheck bench}
-BUILD=$ROOT/build-gpu
+BUILD=${MLA_BUILD_DIR:-$ROOT/build-gpu}
 CONFIG=$ROOT/configs/h100_sxm.json
 PCONFIG=/tmp/mla_h100_portable.json  # the same device with cuda.kernel = portable
 sed 's/"kernel": *"auto"/"kernel": "portable"/' "$CONFIG" > "$PCONFIG"
@@ -46,7 +54,8 @@ fi
 if has build; then
   start=$(date +%s)
   if cmake -S "$ROOT/backends/cuda/tools/standalone" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DMLA_CUDA_PORTABLE_ARCHS="${MLA_CUDA_ARCHS:-90-real}" -DMLA_CUDA_PTXAS_VERBOSE=ON > "$OUT/build.log" 2>&1 &&
+        -DMLA_CUDA_PORTABLE_ARCHS="${MLA_CUDA_ARCHS:-90-real}" -DMLA_CUDA_PTXAS_VERBOSE=ON \
+        -DCMAKE_CUDA_FLAGS="${MLA_CUDA_FLAGS:-}" > "$OUT/build.log" 2>&1 &&
      ninja -C "$BUILD" mla_cuda_check mla_cuda_bench >> "$OUT/build.log" 2>&1; then
     note "build: ok in $(( $(date +%s) - start )) s"
     grep -E "registers|spill" "$OUT/build.log" | sort | uniq -c | head -20 | tee -a "$OUT/summary.txt"
@@ -114,12 +123,46 @@ if has memcheck; then
 fi
 
 if has bench; then
-  timeout 400 "$BENCH" "$CONFIG" --iters "${MLA_BENCH_ITERS:-50}" --warmup 5 --json "$OUT/bench.json" \
+  timeout 400 "$BENCH" "$CONFIG" --iters "${MLA_BENCH_ITERS:-50}" --warmup 5 --json "$OUT/bench.json" ${MLA_BENCH_CASES:+--case $MLA_BENCH_CASES} \
       > "$OUT/bench.log" 2>&1
   rc=$?
   note "bench: rc $rc"
   cat "$OUT/bench.log" | tee -a "$OUT/summary.txt"
   [ $rc -ne 0 ] && STATUS=1
+fi
+if has profile; then
+  for c in ${MLA_PROFILE_CASES:-6 9}; do
+    timeout 300 ncu --clock-control none --set full -k regex:hopper_decode --launch-skip 2 --launch-count 1 \
+        "$BENCH" "$CONFIG" --case "$c" --iters 1 --warmup 2 > "$OUT/profile_case$c.txt" 2>&1
+    note "profile case $c: rc $?; $(grep -E 'Duration|Compute \(SM\) Throughput|Memory Throughput' "$OUT/profile_case$c.txt" | head -3 | tr -s ' ' | tr '\n' ';')"
+  done
+fi
+if has pbench; then
+  # The portable kernel on the rows ANCHORS.md has Triton figures for (target: >= 2x Triton).
+  timeout 400 "$BENCH" "$PCONFIG" --iters "${MLA_BENCH_ITERS:-50}" --warmup 5 --case 1,4,9,10 \
+      --json "$OUT/pbench.json" > "$OUT/pbench.log" 2>&1
+  rc=$?
+  note "pbench (kernel = portable): rc $rc"
+  cat "$OUT/pbench.log" | tee -a "$OUT/summary.txt"
+  [ $rc -ne 0 ] && STATUS=1
+fi
+if has stalls; then
+  for c in ${MLA_PROFILE_CASES:-6 9}; do
+    timeout 300 ncu --clock-control none -k regex:hopper_decode --launch-skip 2 --launch-count 1 --metrics \
+sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,\
+l1tex__data_bank_reads.avg.pct_of_peak_sustained_elapsed,l1tex__data_bank_writes.avg.pct_of_peak_sustained_elapsed,\
+lts__t_sector_hit_rate.pct,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum,\
+'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
+        "$BENCH" "$CONFIG" --case "$c" --iters 1 --warmup 2 > "$OUT/stalls_case$c.txt" 2>&1
+    note "stalls case $c: rc $?; $(grep -E 'hmma|bank_|hit_rate|dram__|duration' "$OUT/stalls_case$c.txt" | tr -s ' ' | tr '\n' ';')"
+  done
+fi
+if has times; then
+  for c in ${MLA_PROFILE_CASES:-6 9}; do
+    timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --launch-skip 0 --launch-count 40 \
+        "$BENCH" "$CONFIG" --case "$c" --iters 3 --warmup 0 > "$OUT/times_case$c.txt" 2>&1
+    note "kernel times case $c (ncu, serialised): $(grep -E '^  [a-zA-Z_].*\(|gpu__time_duration' "$OUT/times_case$c.txt" | sed -E 's/\(CUtensorMap.*|\(mla::.*|, Context.*//' | tr -s ' ' | tail -8 | tr '\n' ' ')"
+  done
 fi
 if has full; then
   start=$(date +%s)

@@ -4,12 +4,14 @@
 #include <cmath>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <vector>
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "cuda_ceilings.hpp"
 #include "cuda_check.hpp"
 #include "cuda_config.hpp"
 #include "mla/error.hpp"
@@ -28,6 +30,9 @@ namespace pk = portable;
 // (CTAs take items dynamically), at the cost of more partials to combine.
 constexpr int kScheduleWaves = 4;
 
+// The matmul ceiling is an 8192^3 bf16 GEMM, as in ANCHORS.md (1.1 TFLOP, about 1.4 ms on an H100).
+constexpr int kCeilingMatmulN = 8192;
+
 struct DeviceInfo {
   int index = 0;
   cudaDeviceProp prop{};
@@ -43,12 +48,6 @@ class DeviceGuard {  // makes the config's device current for the calls in scope
  public:
   explicit DeviceGuard(int index) { check(cudaSetDevice(index), "cudaSetDevice"); }
 };
-
-inline void check_cublas(cublasStatus_t st, const char* what) {
-  if (st != CUBLAS_STATUS_SUCCESS)
-    fail(ErrorCode::device_error, std::string("cuda: ") + what + ": " + cublasGetStatusName(st) + " (" +
-                                      cublasGetStatusString(st) + ")");
-}
 
 // One cuBLAS handle per device, created on first use (the absorb variant's projections). The
 // mutex covers cublasSetStream + the GEMMs of one run, so plans on several threads can share it.
@@ -280,12 +279,15 @@ class CudaPlan final : public Plan {
     d.causal = p.causal ? 1 : 0;
     d.scale_log2 = p.effective_scale() * 1.4426950408889634f;
 
-    check(cudaMemsetAsync(cs.layout().work_counter, 0, sizeof(int32_t), s), "cudaMemsetAsync(work counter)");
-    if (choice_.hopper)
+    if (choice_.hopper) {
       hopper::launch_decode(choice_.grid, d, a.kv_cache.shape[0], cs.layout(), s);
-    else
+    } else {
+      // The portable kernel's CTAs take items from this counter (the Hopper kernel's
+      // assignment is static: no memset node in front of it).
+      check(cudaMemsetAsync(cs.layout().work_counter, 0, sizeof(int32_t), s), "cudaMemsetAsync(work counter)");
       pk::launch_decode(choice_.shape, choice_.elem, choice_.stages, choice_.grid, d, cs.layout(), s);
-    pk::launch_combine(choice_.elem, d, cs.layout(), s);
+    }
+    pk::launch_combine(choice_.elem, d, cs.layout(), s, /*programmatic=*/choice_.hopper);
   }
 
   // Absorb (DESIGN 2.2): q_latent[h] = q_nope[h] @ w_uk[h] and out[h] = o_latent[h] @ w_uv[h]
@@ -535,14 +537,19 @@ class CudaDevice final : public Device {
     return std::make_unique<CudaPlan>(p, info_, config_, c, why.str(), cublas_);
   }
 
+  // cuBLAS bf16 tensor-core GEMMs need sm_80 or newer, as the portable kernel does.
+  std::optional<double> do_measure_matmul_tflops() override {
+    if (info_.prop.major < 8) return std::nullopt;
+    DeviceGuard guard(info_.index);
+    return cuda::measure_matmul_tflops(kCeilingMatmulN);  // qualified: Device has a member of that name
+  }
+
  private:
   // Why the Hopper kernel cannot run problem p here ("" when it can).
   [[nodiscard]] std::string hopper_refusal(const Problem& p) const {
     if (info_.prop.major != 9 || info_.prop.minor != 0)
       return "the device is sm_" + std::to_string(info_.prop.major) + std::to_string(info_.prop.minor) +
              ", the kernel is built for sm_90a only";
-    if (p.variant != Variant::latent)
-      return "the absorb variant runs the portable latent kernel between its cuBLAS projections";
     if (p.dtype != DType::bf16) return std::string("dtype ") + dtype_name(p.dtype) + " (the kernel is bf16 only)";
     if (p.page_size != hopper::block_keys())
       return "page size " + std::to_string(p.page_size) + " (the kernel loads whole 64-token pages by TMA)";

@@ -1,5 +1,6 @@
 #include "mla/backend.hpp"
 
+#include <cmath>
 #include <vector>
 
 #include "mla/error.hpp"
@@ -15,6 +16,16 @@ std::unique_ptr<Plan> Device::plan(const Problem& problem) const {
   plan->memory_space_ = memory_space();
   log_info(backend_name() + ": plan " + problem.describe() + " -> " + plan->kernel_name() + " (" + plan->explain() + ")");
   return plan;
+}
+
+std::optional<double> Device::measure_matmul_tflops() {
+  const std::optional<double> tflops = do_measure_matmul_tflops();
+  if (!tflops) return std::nullopt;
+  if (!std::isfinite(*tflops) || *tflops <= 0)
+    fail(ErrorCode::internal, backend_name() + ": matmul ceiling: expected a finite rate above 0 TFLOP/s, got " +
+                                  std::to_string(*tflops));
+  log_info(backend_name() + ": measured matmul ceiling " + std::to_string(*tflops) + " TFLOP/s");
+  return tflops;
 }
 
 std::unique_ptr<Schedule> Plan::schedule(const TensorView& cache_seqlens, void* stream) const {

@@ -102,6 +102,36 @@ TEST_CASE("mla bench writes JSON with the anchor conventions", "[cli]") {
   std::remove("cli_bench.json");
 }
 
+TEST_CASE("mla bench --anchors reports the copy and matmul ceilings of the same run", "[cli]") {
+  // Row 9 (b=2, h_q=128, 32768 keys) is the cheapest on the cpu backend, where the whole table
+  // takes about 90 s even at one run per row. The cpu backend has no matmul ceiling: null, "-".
+  Outcome r = run_cli("bench --anchors --anchor-case 9 --warmup 0 --iters 1 --json cli_anchors.json");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Catch::Contains("; ceilings measured now: copy "));
+  CHECK_THAT(r.output, Catch::Contains(" GB/s (read + written), bf16 matmul none (this device cannot measure one)\n"));
+  CHECK_THAT(r.output, Catch::Contains("| vs FlashMLA | of copy ceiling | of matmul ceiling | kernel |\n"));
+  CHECK_THAT(r.output, Catch::Contains("| small batch, long | 2 | 1 | 128 | 32768 | "));
+  CHECK_THAT(r.output, Catch::Contains(" | - | cpu_"));
+  CHECK_THAT(r.output, !Catch::Contains("mla_cuda_bench"));
+
+  std::ifstream in("cli_anchors.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  REQUIRE(j.contains("matmul_ceiling_tflops"));
+  CHECK(j["matmul_ceiling_tflops"].is_null());
+  const double copy = j["copy_ceiling_gbps"].get<double>();
+  CHECK(copy > 0);
+  REQUIRE(j["rows"].size() == 1);
+  const nlohmann::json& row = j["rows"][0];
+  CHECK(row["anchor_case"] == 9);
+  CHECK(row["backend"] == "cpu");
+  CHECK_THAT(row["problem"].get<std::string>(), Catch::StartsWith("latent b=2 s_q=1 h_q=128 "));
+  REQUIRE(row.contains("fraction_of_matmul_ceiling"));
+  CHECK(row["fraction_of_matmul_ceiling"].is_null());
+  CHECK(row["fraction_of_copy_ceiling"].get<double>() == Approx(row["gb_per_s"].get<double>() / copy));
+  std::remove("cli_anchors.json");
+}
+
 TEST_CASE("malformed arguments give a one-line reason and a non-zero exit", "[cli]") {
   struct Case {
     std::string args, expected;
@@ -117,6 +147,8 @@ TEST_CASE("malformed arguments give a one-line reason and a non-zero exit", "[cl
       {"run --set novalue", "--set: expected key.path=value"},
       {"run --log-level loud", "log level"},
       {"run --timing-only", "/kernel: unknown key"},
+      {"bench --anchor-case 3", "--anchor-case requires --anchors"},
+      {"bench --anchors --anchor-case 11", "--anchor-case: Value 11 not in range"},
       {"", "A subcommand is required"},
   };
   for (const auto& c : cases) {

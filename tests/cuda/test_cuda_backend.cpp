@@ -3,6 +3,7 @@
 // reason (CI has no GPU); scripts/gpu_check.sh runs the full grid on the lent GPU.
 #include <catch2/catch.hpp>
 
+#include <optional>
 #include <string>
 
 #include "mla/compare.hpp"
@@ -127,6 +128,20 @@ TEST_CASE("cuda kernels (auto and portable) match the float64 reference", "[cuda
     CHECK(cmp.passed);
   }
   }
+}
+
+TEST_CASE("cuda device measures its matmul ceiling", "[cuda]") {
+  const std::string reason = why_unavailable();
+  if (!reason.empty()) {
+    WARN("skipped: " + reason);
+    return;
+  }
+  auto dev = mla::open_device(cuda_config());
+  const std::optional<double> tflops = dev->measure_matmul_tflops();
+  REQUIRE(tflops.has_value());  // nullopt only below sm_80, which has no bf16 tensor cores
+  INFO("bf16 8192^3 matmul: " << *tflops << " TFLOP/s");
+  CHECK(*tflops > 10);     // an sm_80+ GPU does far more than 10 TFLOP/s of bf16
+  CHECK(*tflops < 10000);  // and no GPU yet does 10 PFLOP/s dense
 }
 
 TEST_CASE("cuda plan refuses what it cannot run, with a reason", "[cuda]") {

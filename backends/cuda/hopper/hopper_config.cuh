@@ -2,18 +2,25 @@
 //
 // A CTA owns one work item at a time: (split of one sequence's keys, tile of 64 query rows),
 // the rows being (query token, head) pairs of the sequence (h_kv = 1), padded with zeros.
-//   - warps 0-3 (math warpgroup 0) and 4-7 (math warpgroup 1): warpgroup wg computes
-//     S for keys [32 wg, 32 wg + 32) of the block (wgmma m64n32k16, Q and K from shared
-//     memory), the two exchange row maxima through shared memory (barrier A), each writes its
-//     half of P (bf16) into a shared 64 x 64 P tile (barrier B), then
-//     O[:, 256 wg .. 256 wg + 255] += P V with P and V from shared memory, V = columns
-//     [256 wg, 256 wg + 256) of the same K tile read N-major (wgmma m64n256k16; the 64 x 256
-//     fp32 accumulator is 128 registers per thread). Row sums are exchanged at the end.
-//   - warps 8-11 (producer warpgroup): lane 0 of warp 8 walks the same splits and issues the
-//     TMA loads of each 64-key KV block (9 boxes of 64 rows x 64 columns, 128-byte swizzle) into a 2-stage
-//     ring guarded by mbarriers (full: TMA bytes landed; empty: all 256 math threads done).
-// (Hopper v1 computed all of S in both warpgroups, P from registers, no exchange: simpler, but
-// 1.5x the tensor work per block; see docs/perf/h100.md.)
+// Keys are taken two 64-key KV blocks per round ("seesaw" schedule, FlashMLA's published
+// design): KV block 2r sits in stage 0, block 2r + 1 in stage 1.
+//   - math warpgroup w (warps 4w .. 4w + 3) owns output columns [256 w, 256 w + 256) (a 64 x 256
+//     fp32 accumulator, 128 registers per thread) and computes S = Q K^T of the block in stage w
+//     (wgmma m64n64k16, Q and K from shared memory). Warpgroup 0 publishes its new row max;
+//     warpgroup 1 folds it into its own and publishes the rescale factor. Each adds P V of its
+//     own block from registers (wgmma m64n256k16, A = P in registers), then P V of the other
+//     warpgroup's block with that P read from shared memory. So while one warpgroup does
+//     softmax the other keeps the tensor cores busy.
+//   - P of a block is written over the block's rope box (box 8, dims 512..575), which only
+//     that block's S needed: no extra shared memory.
+//   - warps 8-11 (producer warpgroup): lane 0 of warp 8 (stage 0) and of warp 9 (stage 1) walk
+//     the same splits and issue the TMA loads (boxes of 64 rows x 64 columns, 128-byte swizzle)
+//     in two groups per block, each on its own mbarrier pair, so a group is refilled as soon as
+//     its last reader is done: group A = the 4 V boxes of the warpgroup that computes S (free
+//     after its own P V), group B = the other 4 V boxes and the rope box (free after the other
+//     warpgroup's P V).
+// (Hopper v4 split S by keys between the warpgroups and ran them in lock step: the tensor
+// cores idled during softmax; see docs/perf/h100.md.)
 #pragma once
 
 #include "../portable/portable_launch.hpp"
@@ -29,12 +36,15 @@ inline constexpr int kBoxCols = 64;                // 64 bf16 = 128 bytes: one 1
 inline constexpr int kBoxes = kDqk / kBoxCols;     // 9 TMA boxes per KV block (and per Q tile)
 inline constexpr int kBoxBytes = kBlockN * kBoxCols * 2;  // 8 KiB
 inline constexpr int kTileBytes = kBoxes * kBoxBytes;     // 72 KiB: one KV block, or the Q tile
-inline constexpr int kStages = 2;                  // KV ring depth: 2 x 72 KiB + Q = 216 KiB
+inline constexpr int kStages = 2;                  // KV blocks in shared memory: one per math warpgroup
 inline constexpr int kMathWarpgroups = 2;
 inline constexpr int kColsPerWarpgroup = kDv / kMathWarpgroups;       // 256 output columns
 inline constexpr int kVBoxesPerWarpgroup = kColsPerWarpgroup / kBoxCols;  // 4
+inline constexpr int kRopeBox = kBoxes - 1;        // box 8: S only; holds P once S is done
+inline constexpr int kGroupABytes = kVBoxesPerWarpgroup * kBoxBytes;  // 32 KiB
+inline constexpr int kGroupBBytes = kTileBytes - kGroupABytes;        // 40 KiB
 inline constexpr int kMathThreads = 128 * kMathWarpgroups;            // 256
-inline constexpr int kProducerWarp = kMathThreads / 32;               // warp 8 (lane 0 issues)
+inline constexpr int kProducerWarp = kMathThreads / 32;               // warps 8 and 9 (lane 0 issues)
 // A whole third warpgroup for the producer: ptxas budgets registers per warpgroup (a 288-thread
 // CTA got 168 registers per thread and spilled the 128-register accumulator); with 384 threads
 // setmaxnreg moves registers from the producer warpgroup to the math warpgroups.
@@ -42,24 +52,29 @@ inline constexpr int kThreads = kMathThreads + 128;                   // 384
 inline constexpr int kMathRegs = 232;              // 2 x 128 x 232 + 128 x 40 <= 65536
 inline constexpr int kProducerRegs = 40;
 inline constexpr int kSmemAlign = 1024;            // 128B-swizzle atoms are 1024-byte aligned
-inline constexpr int kKeysPerWarpgroup = kBlockN / kMathWarpgroups;  // 32: each computes half of S
-inline constexpr int kPBytes = kRows * kBlockN * 2;  // P tile (bf16), one 128B-swizzled box
-inline constexpr int kRedBytes = 2 * kMathWarpgroups * kRows * 4;  // row max and row sum exchange
-inline constexpr int kBarrierBytes = 64;           // full[kStages], empty[kStages]
-// 3 x 72 KiB + 8 KiB + 1 KiB + 64 B + 1 KiB alignment slack = 231488 <= 232448 (227 KiB opt-in).
-inline constexpr size_t kSmemBytes =
-    size_t(kTileBytes) * (1 + kStages) + kPBytes + kRedBytes + kBarrierBytes + kSmemAlign;
+// Row values exchanged between the warpgroups each round (by round parity): warpgroup 0's new
+// row max, warpgroup 1's new row max and its rescale factor; then the row sums at the end.
+inline constexpr int kExchangeBytes = 3 * 2 * kRows * 4 + kMathWarpgroups * kRows * 4;
+inline constexpr int kBarrierBytes = 8 * 8;        // full and empty, per stage and group
+// 3 x 72 KiB + 2 KiB + 64 B + 1 KiB alignment slack = 224320 <= 232448 (227 KiB opt-in).
+inline constexpr size_t kSmemBytes = size_t(kTileBytes) * (1 + kStages) + kExchangeBytes + kBarrierBytes + kSmemAlign;
 
 // Scheduler cost of a split beyond its KV blocks (Q load, epilogue, partial + combine), in
 // KV-block units; FlashMLA publishes the same model with 5.
 inline constexpr int kBlockOverhead = 5;
-// The contiguous scheduler is one serial walk over the batch: the plan uses this kernel only
-// up to this many sequences.
+// The contiguous scheduler's one CTA holds at most 8 sequences per thread (1024 threads): the
+// plan uses this kernel only up to this many sequences.
 inline constexpr int kMaxBatch = 8192;
 
-// Named barriers (0 is __syncthreads): both math warpgroups; one per math warpgroup.
+// Named barriers (0 is __syncthreads). kBarMath: both math warpgroups (item boundaries);
+// the seesaw hand-offs, each arrived at by one warpgroup and waited on by the other;
+// kBarWarpgroup0 + w: warpgroup w alone.
 inline constexpr int kBarMath = 1;
-inline constexpr int kBarWarpgroup0 = 2;
+inline constexpr int kBarMax0 = 2;    // warpgroup 0's row max is published
+inline constexpr int kBarScale1 = 3;  // warpgroup 1's row max and rescale factor are published
+inline constexpr int kBarP0 = 4;      // P of the stage-0 block (rescaled) is in shared memory
+inline constexpr int kBarP1 = 5;      // P of the stage-1 block is in shared memory
+inline constexpr int kBarWarpgroup0 = 6;  // and 7
 
 static_assert(kDqk % kBoxCols == 0 && kDv % (kBoxCols * kMathWarpgroups) == 0, "box tiling");
 static_assert(kBlockN == 64 && kRows == 64, "the wgmma shapes below assume 64 x 64 tiles");

@@ -2,8 +2,9 @@
 // CTA k is row tile (unit) k % units of piece k / units of the device-side schedule
 // (hopper_scheduler.cu) and walks the splits [cta_first[piece], cta_first[piece + 1]). The
 // `units` CTAs of one piece read the same KV blocks at about the same time, so all but the
-// first find them in L2. The producer warp and the math warpgroups walk the same splits, so
-// KV loads of the next split overlap the math of the current one through the 2-stage ring.
+// first find them in L2. The producer threads and the math warpgroups walk the same splits, so
+// KV loads of the next split overlap the math of the current one. The math follows the
+// "seesaw" schedule of hopper_config.cuh: two KV blocks per round, one per warpgroup.
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
@@ -57,6 +58,14 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
       : "memory");
 }
+__device__ __forceinline__ void tma_load_3d_hint(uint32_t dst, const CUtensorMap* map, int c0, int c1, int c2,
+                                                 uint32_t bar, uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(
+          dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "l"(policy)
+      : "memory");
+}
 __device__ __forceinline__ void named_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
@@ -74,29 +83,184 @@ __device__ __forceinline__ int visible_keys(int len, int s_q, int t, bool causal
   int n = len - s_q + t + 1;
   return n < 0 ? 0 : (n > len ? len : n);
 }
+__device__ __forceinline__ void named_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// The shared-memory layout and barriers one CTA uses (addresses in the shared window).
+struct Smem {
+  uint32_t q, kv, exchange, bars;
+  unsigned char* kv_ptr;
+  float* xch;  // [3][2 parities][kRows] + [2 warpgroups][kRows]
+  // Stage s, group g (0: the V boxes of warpgroup s; 1: the other V boxes + the rope box).
+  __device__ uint32_t full(int s, int g) const { return bars + 8u * (2 * s + g); }
+  __device__ uint32_t empty(int s, int g) const { return bars + 8u * (4 + 2 * s + g); }
+  __device__ uint32_t tile(int s) const { return kv + s * kTileBytes; }
+  __device__ unsigned char* tile_ptr(int s) const { return kv_ptr + s * kTileBytes; }
+  __device__ float* max0(int parity) const { return xch + (0 * 2 + parity) * kRows; }
+  __device__ float* max1(int parity) const { return xch + (1 * 2 + parity) * kRows; }
+  __device__ float* scale1(int parity) const { return xch + (2 * 2 + parity) * kRows; }
+  __device__ float* row_sum(int wg) const { return xch + 6 * kRows + wg * kRows; }
+};
+
+// Box of position `i` (0..8) in the order warpgroup `stage` consumes its block for S: its own
+// group A (V boxes [4 stage, 4 stage + 4)) first, then group B, the rope box last.
+__device__ __forceinline__ int s_box(int stage, int i) { return i < 8 ? ((i + 4 * stage) & 7) : kRopeBox; }
+
+// S = Q K^T of the block in `stage` (64 rows x 64 keys, fp32), k-steps issued as the groups land.
+__device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int stage, uint32_t phase) {
+  mbar_wait(sm.full(stage, 0), phase);
+  wgmma_fence();
+#pragma unroll
+  for (int i = 0; i < kBoxes; ++i) {
+    if (i == kVBoxesPerWarpgroup) {  // group A issued; group B's boxes next
+      wgmma_commit();
+      mbar_wait(sm.full(stage, 1), phase);
+      wgmma_fence();
+    }
+    const uint32_t box = s_box(stage, i) * kBoxBytes;
+#pragma unroll
+    for (int k = 0; k < kBoxCols / 16; ++k)
+      wgmma_m64n64k16_ss(s, smem_desc(sm.q + box + k * 32, 16, 1024), smem_desc(sm.tile(stage) + box + k * 32, 16, 1024),
+                         (i | k) != 0);
+  }
+  wgmma_commit();
+  wgmma_wait_all();
+  fence_regs(s);
+}
+
+// Scale to the log2 domain and mask keys a row may not see (-inf); returns the row maxima
+// (rows row0, row0 + 8), reduced over the 4 threads that share a row.
+__device__ __forceinline__ void mask_and_max(float (&s)[32], float (&mx)[2], int key0, const int (&limit)[2], int c,
+                                             float scale_log2) {
+  mx[0] = mx[1] = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < kBlockN / 8; ++j)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int h = q >> 1;
+      const int key = key0 + 8 * j + 2 * c + (q & 1);
+      const float v = key < limit[h] ? s[4 * j + q] * scale_log2 : -INFINITY;
+      s[4 * j + q] = v;
+      mx[h] = fmaxf(mx[h], v);
+    }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+  }
+}
+
+// s <- exp2(s - base) per row; adds the row sums of this thread's columns to l.
+__device__ __forceinline__ void exponentiate(float (&s)[32], const float (&base)[2], float (&l)[2]) {
+#pragma unroll
+  for (int j = 0; j < kBlockN / 8; ++j)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int h = q >> 1;
+      const float v = exp2f(s[4 * j + q] - base[h]);
+      s[4 * j + q] = v;
+      l[h] += v;
+    }
+}
+
+// O rows times a0 (row0) and a1 (row0 + 8). Once a row's max has settled the factor is 1, and
+// the 128 multiplies are skipped when that holds for the whole warp (measured: 5-8% on the
+// compute-bound rows, docs/perf/h100.md).
+__device__ __forceinline__ void scale_rows(float (&o)[128], float a0, float a1) {
+  if (__all_sync(0xffffffffu, a0 == 1.f && a1 == 1.f)) return;
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    o[4 * j + 0] *= a0;
+    o[4 * j + 1] *= a0;
+    o[4 * j + 2] *= a1;
+    o[4 * j + 3] *= a1;
+  }
+}
+
+// P (bf16) in the A-operand register layout of wgmma: k-step kk covers keys [16 kk, 16 kk + 16).
+__device__ __forceinline__ void pack_p(uint32_t (&a)[16], const float (&s)[32]) {
+#pragma unroll
+  for (int i = 0; i < 16; ++i) a[i] = pack_bf16(s[2 * i], s[2 * i + 1]);
+}
+
+// P (times `mul` per row) into the rope box of `stage`, K-major 128B-swizzled (the A operand of
+// the other warpgroup's P V): key 8 j + 2 c of a row is in 16-byte chunk j.
+__device__ __forceinline__ void store_p(const Smem& sm, int stage, const float (&s)[32], int row0, int c,
+                                        float mul0, float mul1) {
+  unsigned char* box = sm.tile_ptr(stage) + kRopeBox * kBoxBytes;
+#pragma unroll
+  for (int j = 0; j < kBlockN / 8; ++j) {
+    *reinterpret_cast<uint32_t*>(box + swz(row0, j) + 4 * c) = pack_bf16(s[4 * j] * mul0, s[4 * j + 1] * mul0);
+    *reinterpret_cast<uint32_t*>(box + swz(row0 + 8, j) + 4 * c) = pack_bf16(s[4 * j + 2] * mul1, s[4 * j + 3] * mul1);
+  }
+}
+
+// Key rows of the block past the sequence's length may hold anything (NaN): P is 0 there, but
+// 0 x NaN is NaN, so the warpgroup that computed S zeroes them in all 8 V boxes before anyone
+// reads V. Then the warpgroup's threads meet, so its own P V sees the zeros.
+__device__ __forceinline__ void zero_tail_rows(const Smem& sm, int stage, int valid_rows, int wtid, int wg) {
+  if (valid_rows >= kBlockN) return;
+  const int bad = kBlockN - valid_rows;
+  for (int idx = wtid; idx < bad * 8 * 8; idx += 128) {
+    const int r = valid_rows + idx / 64, box = (idx / 8) % 8, chunk = idx % 8;
+    *reinterpret_cast<uint4*>(sm.tile_ptr(stage) + box * kBoxBytes + r * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
+  }
+  fence_async_smem();
+  named_sync(kBarWarpgroup0 + wg, 128);
+}
+
+// O += P V with P from registers (this warpgroup's own block) and V = its 4 boxes of `stage`.
+__device__ __forceinline__ void pv_from_registers(float (&o)[128], const uint32_t (&a)[16], const Smem& sm, int stage,
+                                                  int wg) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+    const uint32_t frag[4] = {a[4 * kk], a[4 * kk + 1], a[4 * kk + 2], a[4 * kk + 3]};
+    wgmma_m64n256k16_rs_tb(o, frag, smem_desc(sm.tile(stage) + (wg * kVBoxesPerWarpgroup) * kBoxBytes + kk * 16 * 128,
+                                               kBoxBytes, 1024));
+  }
+  wgmma_commit();
+}
+
+// O += P V with P from the rope box of `stage` (the other warpgroup's block).
+__device__ __forceinline__ void pv_from_smem(float (&o)[128], const Smem& sm, int stage, int wg) {
+  const uint32_t p_addr = sm.tile(stage) + kRopeBox * kBoxBytes;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk)
+    wgmma_m64n256k16_ss_tb(o, smem_desc(p_addr + kk * 32, 16, 1024),
+                           smem_desc(sm.tile(stage) + (wg * kVBoxesPerWarpgroup) * kBoxBytes + kk * 16 * 128, kBoxBytes,
+                                     1024));
+  wgmma_commit();
+}
+
+__device__ __forceinline__ float base_of(float m) { return m == -INFINITY ? 0.f : m; }
 
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_decode_kernel(const __grid_constant__ CUtensorMap kv_map, const DecodeParams p,
                          const ScheduleLayout layout) {
+  // Let the combine kernel (launched with programmatic stream serialization) get going; it
+  // waits for this grid's completion before it reads anything.
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   extern __shared__ unsigned char smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
   unsigned char* smem = smem_raw + (((raw + kSmemAlign - 1) & ~uint32_t(kSmemAlign - 1)) - raw);
+  Smem sm;
+  sm.q = smem_u32(smem);
+  sm.kv_ptr = smem + kTileBytes;
+  sm.kv = smem_u32(sm.kv_ptr);
+  sm.xch = reinterpret_cast<float*>(smem + size_t(kTileBytes) * (1 + kStages));
+  sm.bars = smem_u32(smem + size_t(kTileBytes) * (1 + kStages) + kExchangeBytes);
   unsigned char* q_s = smem;
-  unsigned char* kv_s = smem + kTileBytes;
-  unsigned char* p_s = smem + size_t(kTileBytes) * (1 + kStages);  // P: 64 rows x 64 keys, 128B-swizzled
-  float* red_max = reinterpret_cast<float*>(p_s + kPBytes);          // [warpgroup][row]
-  float* red_sum = red_max + kMathWarpgroups * kRows;                 // [warpgroup][row]
-  const uint32_t q_addr = smem_u32(q_s), kv_addr = smem_u32(kv_s), p_addr = smem_u32(p_s);
-  const uint32_t bar_addr = smem_u32(red_sum + kMathWarpgroups * kRows);
-  auto full_bar = [&](int s) { return bar_addr + 8u * s; };
-  auto empty_bar = [&](int s) { return bar_addr + 8u * (kStages + s); };
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   if (tid == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      mbar_init(full_bar(s), 1);
-      mbar_init(empty_bar(s), kMathThreads);
-    }
+    for (int st = 0; st < kStages; ++st)
+      for (int g = 0; g < 2; ++g) {
+        mbar_init(sm.full(st, g), 1);
+        mbar_init(sm.empty(st, g), 128);  // every thread of the one warpgroup that frees the group
+      }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     fence_async_smem();
   }
@@ -107,36 +271,58 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int item_end = layout.cta_first[piece + 1];
 
   if (warp >= kProducerWarp) {
-    // ---------------- producer: TMA loads of KV blocks ----------------
+    // ---------------- producers: TMA loads, one thread per stage ----------------
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
-    if (warp == kProducerWarp && lane == 0) {
+    const int stage = warp - kProducerWarp;
+    if (stage < kStages && lane == 0) {
       asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&kv_map)) : "memory");
-      uint32_t it = 0;
+      uint32_t uses = 0;
+      // KV read by one or two CTAs (row tiles) is marked evict-first in L2: it leaves room for
+      // the blocks other SMs are about to read (measured: -8% on b2 h128, -4% on h16). With
+      // more row tiles the later ones read it from L2, so it keeps the normal policy.
+      const bool evict_first = p.units <= 2;
+      uint64_t policy;
+      asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
       for (int item = item_begin; item < item_end; ++item) {
         const SplitEntry e = layout.entries[item];
         const int n_tiles = (e.end - e.begin + kBlockN - 1) / kBlockN;
         const int first_page = e.begin / kBlockN;  // splits start on block boundaries
-        for (int i = 0; i < n_tiles; ++i, ++it) {
-          const int stage = it % kStages;
-          const uint32_t phase = (it / kStages) & 1;
-          mbar_wait(empty_bar(stage), phase ^ 1);
-          const int page = p.block_table[e.seq * p.bt_stride + first_page + i];
-          mbar_expect_tx(full_bar(stage), kTileBytes);
-          for (int b = 0; b < kBoxes; ++b)
-            tma_load_3d(kv_addr + stage * kTileBytes + b * kBoxBytes, &kv_map, b * kBoxCols, 0, page, full_bar(stage));
+        for (int blk = stage; blk < n_tiles; blk += kStages, ++uses) {
+          const uint32_t phase = uses & 1;
+          const int page = p.block_table[e.seq * p.bt_stride + first_page + blk];
+          const uint32_t dst = sm.tile(stage);
+          mbar_wait(sm.empty(stage, 0), phase ^ 1);
+          mbar_expect_tx(sm.full(stage, 0), kGroupABytes);
+          for (int b = 0; b < kVBoxesPerWarpgroup; ++b) {
+            const int box = stage * kVBoxesPerWarpgroup + b;
+            if (evict_first)
+              tma_load_3d_hint(dst + box * kBoxBytes, &kv_map, box * kBoxCols, 0, page, sm.full(stage, 0), policy);
+            else
+              tma_load_3d(dst + box * kBoxBytes, &kv_map, box * kBoxCols, 0, page, sm.full(stage, 0));
+          }
+          mbar_wait(sm.empty(stage, 1), phase ^ 1);
+          mbar_expect_tx(sm.full(stage, 1), kGroupBBytes);
+          for (int b = kVBoxesPerWarpgroup; b < kBoxes; ++b) {
+            const int box = s_box(stage, b);
+            if (evict_first)
+              tma_load_3d_hint(dst + box * kBoxBytes, &kv_map, box * kBoxCols, 0, page, sm.full(stage, 1), policy);
+            else
+              tma_load_3d(dst + box * kBoxBytes, &kv_map, box * kBoxCols, 0, page, sm.full(stage, 1));
+          }
         }
       }
     }
-  } else {
+    return;
+  }
+
   // ---------------- math warpgroups ----------------
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kMathRegs));
-  const int wg = warp / 4;          // 0 or 1: output columns [256 wg, 256 wg + 256)
+  const int wg = warp / 4;          // output columns [256 wg, 256 wg + 256); S of the stage-wg block
   const int wtid = tid % 128;       // thread within the warpgroup
-  const int wwarp = warp % 4;       // warp within the warpgroup: rows [16 wwarp, 16 wwarp + 16)
   const int g = lane / 4, c = lane % 4;
-  const int row0 = wwarp * 16 + g;  // this thread's rows: row0 and row0 + 8
+  const int row0 = (warp % 4) * 16 + g;  // this thread's rows: row0 and row0 + 8
   const __nv_bfloat16* q_base = static_cast<const __nv_bfloat16*>(p.q);
-  uint32_t it = 0;
+  uint32_t uses0 = 0, uses1 = 0, rounds = 0;
 
   for (int item = item_begin; item < item_end; ++item) {
     const SplitEntry e = layout.entries[item];
@@ -171,133 +357,124 @@ __global__ void __launch_bounds__(kThreads, 1)
     float o[128];
 #pragma unroll
     for (int i = 0; i < 128; ++i) o[i] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY};  // running max, log2 domain
-    float l[2] = {0.f, 0.f};              // this thread's share of the row sums
+    float m[2] = {-INFINITY, -INFINITY};  // running max (log2 domain), the same in both warpgroups
+    float l[2] = {0.f, 0.f};              // this warpgroup's share of this thread's row sums
 
-    for (int i = 0; i < n_tiles; ++i, ++it) {
-      const int stage = it % kStages;
-      const uint32_t phase = (it / kStages) & 1;
-      const uint32_t tile = kv_addr + stage * kTileBytes;
-      mbar_wait(full_bar(stage), phase);
-
-      // ---- S_wg = Q K[32 wg, 32 wg + 32)^T: 36 k-steps of 16 over the 576 dims ----
-      float s[16];
-      wgmma_fence();
-#pragma unroll
-      for (int k = 0; k < kDqk / 16; ++k) {
-        const uint32_t off = (k / 4) * kBoxBytes + (k % 4) * 32;
-        wgmma_m64n32k16_ss(s, smem_desc(q_addr + off, 16, 1024),
-                           smem_desc(tile + off + wg * kKeysPerWarpgroup * 128, 16, 1024), k > 0 ? 1 : 0);
-      }
-      wgmma_commit();
-      wgmma_wait_all();
-      fence_regs(s);
-
-      // ---- online softmax (base 2, scale folded in); masked keys -> -inf ----
-      const int key0 = e.begin + i * kBlockN;
-      const int key0w = key0 + wg * kKeysPerWarpgroup;
-      float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-      for (int j = 0; j < kKeysPerWarpgroup / 8; ++j)
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const int h = q >> 1;
-          const int key = key0w + 8 * j + 2 * c + (q & 1);
-          const float v = key < limit[h] ? s[4 * j + q] * p.scale_log2 : -INFINITY;
-          s[4 * j + q] = v;
-          mx[h] = fmaxf(mx[h], v);
-        }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-        if (c == 0) red_max[wg * kRows + row0 + 8 * h] = mx[h];
-      }
-      // Barrier A: both halves' row maxima are in red_max. (Also: the other warpgroup has
-      // finished the previous tile's PV, so P may be overwritten below.)
-      named_sync(kBarMath, kMathThreads);
-      float alpha[2], base[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        mx[h] = fmaxf(mx[h], red_max[(1 - wg) * kRows + row0 + 8 * h]);
-        const float m_new = fmaxf(m[h], mx[h]);  // identical in both warpgroups
-        base[h] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet stays 0
-        alpha[h] = exp2f(m[h] - base[h]);
-        m[h] = m_new;
-        l[h] *= alpha[h];
-      }
-#pragma unroll
-      for (int j = 0; j < kKeysPerWarpgroup / 8; ++j)
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const int h = q >> 1;
-          const float pv = exp2f(s[4 * j + q] - base[h]);
-          s[4 * j + q] = pv;
-          l[h] += pv;
-        }
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        o[4 * j + 0] *= alpha[0];
-        o[4 * j + 1] *= alpha[0];
-        o[4 * j + 2] *= alpha[1];
-        o[4 * j + 3] *= alpha[1];
-      }
-      // This warpgroup's 32 keys of P (bf16) into the shared P tile, K-major 128B-swizzled
-      // (the A operand of PV): key 32 wg + 8 j + 2 c is in 16-byte chunk 4 wg + j of its row.
-#pragma unroll
-      for (int j = 0; j < kKeysPerWarpgroup / 8; ++j)
+    for (int blk0 = 0; blk0 < n_tiles; blk0 += 2, ++rounds) {
+      const bool has1 = blk0 + 1 < n_tiles;  // a round with one block leaves stage 1 alone
+      const int par = rounds & 1;
+      const int key0 = e.begin + blk0 * kBlockN;  // first key of the stage-0 block
+      float s[32];
+      uint32_t a[16];
+      if (wg == 0) {
+        // ---- S0, softmax with the new max m0, O_L += P0 V0_L ----
+        compute_s(s, sm, 0, uses0 & 1);
+        float mx[2], base0[2], scale0[2];
+        mask_and_max(s, mx, key0, limit, c, p.scale_log2);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const int row = row0 + 8 * h;
-          *reinterpret_cast<uint32_t*>(p_s + swz(row, (kKeysPerWarpgroup / 8) * wg + j) + 4 * c) =
-              pack_bf16(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]);
+          const float m0 = fmaxf(m[h], mx[h]);
+          base0[h] = base_of(m0);
+          scale0[h] = exp2f(m[h] - base0[h]);
+          if (c == 0) sm.max0(par)[row0 + 8 * h] = m0;
+          l[h] *= scale0[h];
         }
-
-      // Rows of the block past the sequence's length may hold anything (NaN): P is 0 there,
-      // but 0 x NaN is NaN, so each warpgroup zeroes them in its own V boxes. (The other
-      // warpgroup may still read those rows for S; it masks them, so the values do not matter.)
-      const int valid_rows = e.len - key0;
-      if (valid_rows < kBlockN) {
-        const int bad = kBlockN - valid_rows;
-        for (int idx = wtid; idx < bad * kVBoxesPerWarpgroup * 8; idx += 128) {
-          const int r = valid_rows + idx / (kVBoxesPerWarpgroup * 8);
-          const int rest = idx % (kVBoxesPerWarpgroup * 8);
-          const int box = wg * kVBoxesPerWarpgroup + rest / 8;
-          *reinterpret_cast<uint4*>(kv_s + stage * kTileBytes + box * kBoxBytes + r * 128 + (rest % 8) * 16) =
-              make_uint4(0, 0, 0, 0);
-        }
-      }
-      fence_async_smem();  // P (and zeroed rows) are read next by wgmma
-      // Barrier B: the whole P tile is written.
-      named_sync(kBarMath, kMathThreads);
-
-      // ---- O[:, 256 wg ..] += P V: 4 k-steps of 16 keys, P and V from shared memory ----
-      wgmma_fence();
+        named_arrive(kBarMax0, kMathThreads);
+        exponentiate(s, base0, l);
+        scale_rows(o, scale0[0], scale0[1]);
+        zero_tail_rows(sm, 0, e.len - key0, wtid, 0);
+        pack_p(a, s);
+        pv_from_registers(o, a, sm, 0, 0);
+        // ---- while that runs: P0, rescaled to warpgroup 1's max, for warpgroup 1 ----
+        named_sync(kBarScale1, kMathThreads);
+        float scale1[2];
 #pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk) {
-        const uint32_t vb = tile + (wg * kVBoxesPerWarpgroup) * kBoxBytes + kk * 16 * 128;
-        wgmma_m64n256k16_ss_tb(o, smem_desc(p_addr + kk * 32, 16, 1024), smem_desc(vb, kBoxBytes, 1024));
+        for (int h = 0; h < 2; ++h) {
+          scale1[h] = sm.scale1(par)[row0 + 8 * h];
+          m[h] = sm.max1(par)[row0 + 8 * h];
+        }
+        store_p(sm, 0, s, row0, c, scale1[0], scale1[1]);
+        fence_async_smem();
+        named_arrive(kBarP0, kMathThreads);
+        wgmma_wait_all();
+        fence_regs(o);
+        fence_regs(a);
+        mbar_arrive(sm.empty(0, 0));  // V boxes 0-3 of stage 0: done
+        l[0] *= scale1[0];
+        l[1] *= scale1[1];
+        scale_rows(o, scale1[0], scale1[1]);
+        if (has1) {
+          // ---- O_L += P1 V1_L ----
+          named_sync(kBarP1, kMathThreads);
+          pv_from_smem(o, sm, 1, 0);
+          wgmma_wait_all();
+          fence_regs(o);
+          mbar_arrive(sm.empty(1, 1));  // V boxes 0-3 and P of stage 1: done
+        }
+      } else {
+        // ---- S1 and its max, folded into warpgroup 0's ----
+        float mx[2] = {-INFINITY, -INFINITY};
+        if (has1) {
+          compute_s(s, sm, 1, uses1 & 1);
+          mask_and_max(s, mx, key0 + kBlockN, limit, c, p.scale_log2);
+        }
+        named_sync(kBarMax0, kMathThreads);
+        float base1[2], scale01[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float m0 = sm.max0(par)[row0 + 8 * h];
+          const float m1 = fmaxf(m0, mx[h]);
+          base1[h] = base_of(m1);
+          const float scale1 = exp2f(m0 - base1[h]);
+          scale01[h] = exp2f(m[h] - base1[h]);  // = scale0 x scale1
+          if (c == 0) {
+            sm.scale1(par)[row0 + 8 * h] = scale1;
+            sm.max1(par)[row0 + 8 * h] = m1;
+          }
+          m[h] = m1;
+          l[h] *= scale01[h];
+        }
+        named_arrive(kBarScale1, kMathThreads);
+        scale_rows(o, scale01[0], scale01[1]);
+        if (has1) {
+          // ---- O_R += P1 V1_R; P1 for warpgroup 0 ----
+          exponentiate(s, base1, l);
+          zero_tail_rows(sm, 1, e.len - key0 - kBlockN, wtid, 1);
+          pack_p(a, s);
+          pv_from_registers(o, a, sm, 1, 1);
+          store_p(sm, 1, s, row0, c, 1.f, 1.f);
+          fence_async_smem();
+          named_arrive(kBarP1, kMathThreads);
+          wgmma_wait_all();
+          fence_regs(o);
+          fence_regs(a);
+          mbar_arrive(sm.empty(1, 0));  // V boxes 4-7 of stage 1: done
+        }
+        // ---- O_R += P0 V0_R ----
+        named_sync(kBarP0, kMathThreads);
+        pv_from_smem(o, sm, 0, 1);
+        wgmma_wait_all();
+        fence_regs(o);
+        mbar_arrive(sm.empty(0, 1));  // V boxes 4-7 and P of stage 0: done
       }
-      wgmma_commit();
-      wgmma_wait_all();
-      fence_regs(o);
-      mbar_arrive(empty_bar(stage));  // this thread is done with the stage
+      ++uses0;
+      if (has1) ++uses1;
     }
 
     // ---- epilogue: normalise, write out + lse, or the fp32 partial of this split ----
-    // Each warpgroup summed P over its own 32 keys of every block: add the other half.
+    // Each warpgroup summed P over its own blocks: add the other half.
     float lsum[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       lsum[h] = l[h];
       lsum[h] += __shfl_xor_sync(0xffffffffu, lsum[h], 1);
       lsum[h] += __shfl_xor_sync(0xffffffffu, lsum[h], 2);
-      if (c == 0) red_sum[wg * kRows + row0 + 8 * h] = lsum[h];
+      if (c == 0) sm.row_sum(wg)[row0 + 8 * h] = lsum[h];
     }
     named_sync(kBarMath, kMathThreads);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float sum = lsum[h] + red_sum[(1 - wg) * kRows + row0 + 8 * h];
+      const float sum = lsum[h] + sm.row_sum(1 - wg)[row0 + 8 * h];
       const int gr = mtile * kRows + row0 + 8 * h;
       if (gr >= p.rows_per_group) continue;
       const int t = gr / p.heads_per_kv, head = gr % p.heads_per_kv;
@@ -323,7 +500,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
   }
-  }  // math warpgroups
 }
 
 PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {

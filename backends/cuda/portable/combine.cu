@@ -1,6 +1,9 @@
 // Merges the split-KV partials of sequences with more than one split: weights each split's
 // normalised output by exp(lse_k - lse), lse = log(sum_k exp(lse_k)). One CTA per
 // (query row, sequence); sequences with one split were written directly and exit at once.
+// The split LSEs are reduced in one pass (each thread a share of the splits, then the CTA) and
+// the weights kept in shared memory, so the loads of the partials are the only long chain
+// (several splits in flight per thread; for small batches several threads per output column).
 #include <cmath>
 
 #include <cuda_bf16.h>
@@ -12,7 +15,13 @@
 namespace mla::cuda::portable {
 namespace {
 
-constexpr int kCombineThreads = kDv / 4;  // 4 output columns (one float4) per thread
+constexpr int kColThreads = kDv / 4;  // 4 output columns (one float4) per thread of a group
+// With few rows to merge (small batch: one wave of CTAs, each latency-bound on its loads),
+// kWideGroups groups of kColThreads threads each sum every kWideGroups-th split. With many
+// rows, one group: the GPU is full of CTAs anyway, and wide CTAs cost occupancy (measured,
+// docs/perf/h100.md: b2 h128 -3.8 us with 4 groups, b128 h64/h128 up to +9% with 4 groups).
+constexpr int kWideGroups = 4;
+constexpr int64_t kWideMaxRows = 2048;  // (sequence, row) CTAs up to which the wide form runs
 
 template <typename T>
 __device__ void store4(T* dst, float4 v);
@@ -29,56 +38,134 @@ __device__ void store4<__half>(__half* dst, float4 v) {
   *reinterpret_cast<uint2*>(dst) = packed;
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kCombineThreads) combine_kernel(const DecodeParams p, const ScheduleLayout layout) {
+// Online (max, sum of exp) pair: merging two gives the pair of the union.
+struct LseAcc {
+  float mx = -INFINITY, sum = 0.f;
+  __device__ void add(float lse) {
+    if (lse == -INFINITY) return;
+    if (lse > mx) {
+      sum = sum * __expf(mx - lse) + 1.f;
+      mx = lse;
+    } else {
+      sum += __expf(lse - mx);
+    }
+  }
+  __device__ void merge(LseAcc o) {
+    if (o.mx == -INFINITY) return;
+    if (mx == -INFINITY) {
+      *this = o;
+      return;
+    }
+    const float m = fmaxf(mx, o.mx);
+    sum = sum * __expf(mx - m) + o.sum * __expf(o.mx - m);
+    mx = m;
+  }
+};
+
+template <int kGroups, typename T>
+__global__ void __launch_bounds__(kColThreads * kGroups) combine_kernel(const DecodeParams p, const ScheduleLayout layout) {
+  constexpr int kCombineThreads = kColThreads * kGroups;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of the decode kernel: wait for its results.
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+  __shared__ LseAcc warp_acc[kCombineThreads / 32];
+  __shared__ float weight[kCombineThreads];
   const int row = blockIdx.x;  // t * h_q + head
   const int seq = blockIdx.y;
   const int n = layout.seq_splits[seq];
   if (n <= 1) return;
   const int first = layout.seq_offset[seq];
   const int64_t rows_per_seq = static_cast<int64_t>(p.s_q) * p.h_q;
+  const float* lse_k = layout.partial_lse + first * rows_per_seq + row;
 
-  // Loads of different splits are independent: unrolled, they are in flight together (a
-  // sequence can have dozens of splits with the Hopper kernel's schedule).
-  float mx = -INFINITY;
-#pragma unroll 8
-  for (int k = 0; k < n; ++k) mx = fmaxf(mx, layout.partial_lse[(first + k) * rows_per_seq + row]);
-  float sum = 0.f;
-  if (mx != -INFINITY)
-#pragma unroll 8
-    for (int k = 0; k < n; ++k) sum += __expf(layout.partial_lse[(first + k) * rows_per_seq + row] - mx);
-  const bool empty = !(sum > 0.f);
-  const float lse = empty ? INFINITY : mx + logf(sum);
+  // Thread k reads the LSEs of splits k, k + kCombineThreads, ...; the first it keeps for its weight.
+  const float my_lse = threadIdx.x < n ? lse_k[threadIdx.x * rows_per_seq] : -INFINITY;
+  LseAcc acc_lse;
+  acc_lse.add(my_lse);
+  for (int k = threadIdx.x + kCombineThreads; k < n; k += kCombineThreads) acc_lse.add(lse_k[k * rows_per_seq]);
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) {
+    LseAcc other;
+    other.mx = __shfl_xor_sync(0xffffffffu, acc_lse.mx, off);
+    other.sum = __shfl_xor_sync(0xffffffffu, acc_lse.sum, off);
+    acc_lse.merge(other);
+  }
+  if (threadIdx.x % 32 == 0) warp_acc[threadIdx.x / 32] = acc_lse;
+  __syncthreads();
+  LseAcc total = warp_acc[0];
+#pragma unroll
+  for (int w = 1; w < kCombineThreads / 32; ++w) total.merge(warp_acc[w]);
+  const bool empty = !(total.sum > 0.f);
+  const float lse = empty ? INFINITY : total.mx + logf(total.sum);
 
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+  const int group = threadIdx.x / kColThreads, col = threadIdx.x % kColThreads;
   if (!empty) {
-#pragma unroll 8
-    for (int k = 0; k < n; ++k) {
-      const float lk = layout.partial_lse[(first + k) * rows_per_seq + row];
-      if (lk == -INFINITY) continue;  // that split saw no key of this row; its partial is 0
-      const float w = __expf(lk - lse);
-      const float4 v = reinterpret_cast<const float4*>(layout.partial_out + ((first + k) * rows_per_seq + row) * kDv)[threadIdx.x];
-      acc.x += w * v.x;
-      acc.y += w * v.y;
-      acc.z += w * v.z;
-      acc.w += w * v.w;
+    const float4* part = reinterpret_cast<const float4*>(layout.partial_out + (first * rows_per_seq + row) * kDv) + col;
+    const int64_t split_stride = rows_per_seq * kDv / 4;  // float4s from one split's row to the next's
+    // A split that saw no key of this row has weight 0 and its partial is skipped by a select,
+    // not a branch, so the loads stay independent (several in flight per thread).
+    auto weight_of = [&](float lk) { return lk == -INFINITY ? 0.f : __expf(lk - lse); };
+    for (int k0 = 0; k0 < n; k0 += kCombineThreads) {
+      const int count = min(kCombineThreads, n - k0);
+      if (k0 > 0) __syncthreads();  // the previous chunk's weights are consumed
+      if (threadIdx.x < count)
+        weight[threadIdx.x] = weight_of(k0 == 0 ? my_lse : lse_k[(k0 + threadIdx.x) * rows_per_seq]);
+      __syncthreads();
+#pragma unroll 4
+      for (int k = group; k < count; k += kGroups) {
+        const float w = weight[k];
+        const float4 v = part[(k0 + k) * split_stride];
+        acc.x += w != 0.f ? w * v.x : 0.f;
+        acc.y += w != 0.f ? w * v.y : 0.f;
+        acc.z += w != 0.f ? w * v.z : 0.f;
+        acc.w += w != 0.f ? w * v.w : 0.f;
+      }
     }
+  }
+  // Sum the groups' partial sums; group 0 writes.
+  __shared__ float4 group_sum[kGroups > 1 ? kGroups - 1 : 1][kColThreads];
+  if (group > 0) group_sum[group - 1][col] = acc;
+  __syncthreads();
+  if (group > 0) return;
+#pragma unroll
+  for (int g = 0; g < kGroups - 1; ++g) {
+    const float4 v = group_sum[g][col];
+    acc.x += v.x;
+    acc.y += v.y;
+    acc.z += v.z;
+    acc.w += v.w;
   }
   const int t = row / p.h_q, head = row % p.h_q;
   T* o = static_cast<T*>(p.out) + seq * p.out_stride_b + t * p.out_stride_t + head * p.out_stride_h;
-  store4<T>(o + threadIdx.x * 4, acc);
+  store4<T>(o + col * 4, acc);
   if (threadIdx.x == 0) p.lse[seq * p.lse_stride_b + head * p.lse_stride_h + t * p.lse_stride_t] = lse;
 }
 
 }  // namespace
 
-void launch_combine(Elem elem, const DecodeParams& p, const ScheduleLayout& layout, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(p.s_q * p.h_q), static_cast<unsigned>(p.batch));
+void launch_combine(Elem elem, const DecodeParams& p, const ScheduleLayout& layout, cudaStream_t stream,
+                    bool programmatic) {
+  const int64_t rows = static_cast<int64_t>(p.s_q) * p.h_q * p.batch;
+  const bool wide = rows <= kWideMaxRows;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(p.s_q * p.h_q), static_cast<unsigned>(p.batch));
+  config.blockDim = dim3(kColThreads * (wide ? kWideGroups : 1));
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = programmatic ? 1 : 0;
+  cudaError_t st;
   if (elem == Elem::bf16)
-    combine_kernel<__nv_bfloat16><<<grid, kCombineThreads, 0, stream>>>(p, layout);
+    st = wide ? cudaLaunchKernelEx(&config, combine_kernel<kWideGroups, __nv_bfloat16>, p, layout)
+              : cudaLaunchKernelEx(&config, combine_kernel<1, __nv_bfloat16>, p, layout);
   else
-    combine_kernel<__half><<<grid, kCombineThreads, 0, stream>>>(p, layout);
-  check_launch("combine_kernel launch");
+    st = wide ? cudaLaunchKernelEx(&config, combine_kernel<kWideGroups, __half>, p, layout)
+              : cudaLaunchKernelEx(&config, combine_kernel<1, __half>, p, layout);
+  check(st, "combine_kernel launch");
 }
 
 size_t schedule_workspace_bytes(int64_t batch, int64_t max_splits, int64_t rows_per_seq) {

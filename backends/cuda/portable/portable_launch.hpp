@@ -78,6 +78,9 @@ void launch_scheduler(const int32_t* cache_seqlens, int32_t batch, int32_t capac
                       cudaStream_t stream);
 void launch_decode(TileShape shape, Elem elem, int stages, int grid, const DecodeParams& params,
                    const ScheduleLayout& layout, cudaStream_t stream);
-void launch_combine(Elem elem, const DecodeParams& params, const ScheduleLayout& layout, cudaStream_t stream);
+// programmatic: launched as a programmatic dependent of the decode kernel just before it on the
+// stream (sm_90: its launch overlaps the decode kernel's tail; it waits for its results).
+void launch_combine(Elem elem, const DecodeParams& params, const ScheduleLayout& layout, cudaStream_t stream,
+                    bool programmatic = false);
 
 }  // namespace mla::cuda::portable

@@ -1,6 +1,7 @@
 // mla_cuda_bench: the ANCHORS.md benchmark table on the cuda backend, with the copy and
 // matmul ceilings measured in the same run.
-//   mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick]
+//   mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick] [--case I[,J...]]
+//   (--case: only these rows of the table, 0-based; for profilers and A/B runs)
 // Times plan->run (decode + combine; the schedule is made once per step and timed apart),
 // median of N launches timed with CUDA events, one input set per case.
 #include <cuda_runtime.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -71,18 +73,20 @@ double median_us(Fn&& fn, cudaStream_t stream, int warmup, int iters) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick]\n");
+    std::fprintf(stderr, "usage: mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick] [--case I[,J...]]\n");
     return 2;
   }
   const std::string config = argv[1];
   int iters = 50, warmup = 5;
   std::string json_path, which = "all";
+  std::string only;  // comma-separated row indices; empty: all
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--iters") iters = std::stoi(argv[i + 1]);
     else if (k == "--warmup") warmup = std::stoi(argv[i + 1]);
     else if (k == "--json") json_path = argv[i + 1];
     else if (k == "--cases") which = argv[i + 1];
+    else if (k == "--case") only = "," + std::string(argv[i + 1]) + ",";
   }
   try {
     auto device = open_device_from_file(config);
@@ -97,8 +101,10 @@ int main(int argc, char** argv) {
     std::printf("| case | b | s_q | h_q | len | us | GB/s | TFLOP/s | vs FlashMLA | vs Triton | of copy | of matmul | sched us | kernel |\n");
     std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     bool first = true;
-    for (const BenchCase& c : kCases) {
+    for (int index = 0; index < static_cast<int>(std::size(kCases)); ++index) {
+      const BenchCase& c = kCases[index];
       if (which == "quick" && c.len > 8192) continue;
+      if (!only.empty() && only.find("," + std::to_string(index) + ",") == std::string::npos) continue;
       Problem p;
       p.batch = c.b;
       p.s_q = c.s_q;

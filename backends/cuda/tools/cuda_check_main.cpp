@@ -1,7 +1,7 @@
 // mla_cuda_check: correctness of the cuda backend on the GPU machine.
 //   mla_cuda_check grid  CONFIG [--max-cases N] [--max-len L] [--seed S] [--hopper-shapes]
 //                        CPU float64 reference over the DESIGN 7 grid (plus absorb cases); with
-//                        --hopper-shapes only bf16 / page 64 / h_kv 1 latent cases
+//                        --hopper-shapes only bf16 / page 64 / h_kv 1 cases (latent, and 4 absorb)
 //   mla_cuda_check graph CONFIG                                            CUDA graph replay == direct call
 // Every case prints one line (a repro); the exit status is the number of failures (capped).
 #include <cuda_runtime.h>
@@ -107,7 +107,7 @@ std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed, bool 
                       {6, 4, 16, 2, 1, true, DType::fp16, 0, false},
                       {2, 1, 128, 1, 64, false, DType::bf16, static_cast<int32_t>(max_len), false}};
   for (const A& x : absorb) {
-    if (hopper_only) break;
+    if (hopper_only && (x.dt != DType::bf16 || x.page != 64 || x.hkv != 1)) continue;
     Case c;
     c.p.variant = Variant::absorb;
     c.p.batch = x.b;

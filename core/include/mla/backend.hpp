@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "mla/problem.hpp"
@@ -92,8 +93,16 @@ class Device {
   virtual void copy(void* dst, const void* src, size_t bytes, CopyKind kind, void* stream = nullptr) = 0;
   virtual void synchronize(void* stream = nullptr) = 0;
 
+  // This device's measured dense bf16 matmul rate (TFLOP/s), the compute ceiling a benchmark
+  // reports its FLOP/s against; nullopt when the backend cannot measure one. Measured anew on
+  // every call (it blocks while it times a large GEMM), so call it while nothing else runs on
+  // the device. Error(internal) if the backend's figure is not a finite rate above 0.
+  [[nodiscard]] std::optional<double> measure_matmul_tflops();
+
  protected:
   virtual std::unique_ptr<Plan> do_plan(const Problem& problem) const = 0;
+  // (optional) The measurement behind measure_matmul_tflops; the default measures nothing.
+  virtual std::optional<double> do_measure_matmul_tflops() { return std::nullopt; }
 };
 
 }  // namespace mla
