@@ -210,6 +210,12 @@ __device__ __forceinline__ void zero_tail_rows(const Smem& sm, int stage, int va
   named_sync(kBarWarpgroup0 + wg, 128);
 }
 
+// B operand of k-step kk of P V: keys [16 kk, 16 kk + 16) of warpgroup wg's 4 V boxes of
+// `stage`, read N-major (LBO: the next 64-column box; SBO: the next 8 keys).
+__device__ __forceinline__ uint64_t v_desc(const Smem& sm, int stage, int wg, int kk) {
+  return smem_desc(sm.tile(stage) + (wg * kVBoxesPerWarpgroup) * kBoxBytes + kk * 16 * 128, kBoxBytes, 1024);
+}
+
 // O += P V with P from registers (this warpgroup's own block) and V = its 4 boxes of `stage`.
 __device__ __forceinline__ void pv_from_registers(float (&o)[128], const uint32_t (&a)[16], const Smem& sm, int stage,
                                                   int wg) {
@@ -217,8 +223,7 @@ __device__ __forceinline__ void pv_from_registers(float (&o)[128], const uint32_
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk) {
     const uint32_t frag[4] = {a[4 * kk], a[4 * kk + 1], a[4 * kk + 2], a[4 * kk + 3]};
-    wgmma_m64n256k16_rs_tb(o, frag, smem_desc(sm.tile(stage) + (wg * kVBoxesPerWarpgroup) * kBoxBytes + kk * 16 * 128,
-                                               kBoxBytes, 1024));
+    wgmma_m64n256k16_rs_tb(o, frag, v_desc(sm, stage, wg, kk));
   }
   wgmma_commit();
 }
@@ -229,9 +234,7 @@ __device__ __forceinline__ void pv_from_smem(float (&o)[128], const Smem& sm, in
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk)
-    wgmma_m64n256k16_ss_tb(o, smem_desc(p_addr + kk * 32, 16, 1024),
-                           smem_desc(sm.tile(stage) + (wg * kVBoxesPerWarpgroup) * kBoxBytes + kk * 16 * 128, kBoxBytes,
-                                     1024));
+    wgmma_m64n256k16_ss_tb(o, smem_desc(p_addr + kk * 32, 16, 1024), v_desc(sm, stage, wg, kk));
   wgmma_commit();
 }
 
@@ -290,24 +293,19 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int blk = stage; blk < n_tiles; blk += kStages, ++uses) {
           const uint32_t phase = uses & 1;
           const int page = p.block_table[e.seq * p.bt_stride + first_page + blk];
-          const uint32_t dst = sm.tile(stage);
-          mbar_wait(sm.empty(stage, 0), phase ^ 1);
-          mbar_expect_tx(sm.full(stage, 0), kGroupABytes);
-          for (int b = 0; b < kVBoxesPerWarpgroup; ++b) {
-            const int box = stage * kVBoxesPerWarpgroup + b;
-            if (evict_first)
-              tma_load_3d_hint(dst + box * kBoxBytes, &kv_map, box * kBoxCols, 0, page, sm.full(stage, 0), policy);
-            else
-              tma_load_3d(dst + box * kBoxBytes, &kv_map, box * kBoxCols, 0, page, sm.full(stage, 0));
-          }
-          mbar_wait(sm.empty(stage, 1), phase ^ 1);
-          mbar_expect_tx(sm.full(stage, 1), kGroupBBytes);
-          for (int b = kVBoxesPerWarpgroup; b < kBoxes; ++b) {
-            const int box = s_box(stage, b);
-            if (evict_first)
-              tma_load_3d_hint(dst + box * kBoxBytes, &kv_map, box * kBoxCols, 0, page, sm.full(stage, 1), policy);
-            else
-              tma_load_3d(dst + box * kBoxBytes, &kv_map, box * kBoxCols, 0, page, sm.full(stage, 1));
+          // Group g: positions [4 g, 4 g + 4) of s_box (group B also the rope box), refilled
+          // once its last reader has released it.
+          for (int g = 0; g < 2; ++g) {
+            mbar_wait(sm.empty(stage, g), phase ^ 1);
+            mbar_expect_tx(sm.full(stage, g), g == 0 ? kGroupABytes : kGroupBBytes);
+            for (int i = g * kVBoxesPerWarpgroup; i < (g == 0 ? kVBoxesPerWarpgroup : kBoxes); ++i) {
+              const int box = s_box(stage, i);
+              const uint32_t dst = sm.tile(stage) + box * kBoxBytes;
+              if (evict_first)
+                tma_load_3d_hint(dst, &kv_map, box * kBoxCols, 0, page, sm.full(stage, g), policy);
+              else
+                tma_load_3d(dst, &kv_map, box * kBoxCols, 0, page, sm.full(stage, g));
+            }
           }
         }
       }
