@@ -4,7 +4,10 @@
 # replay, measures the copy and matmul ceilings and runs the ANCHORS.md benchmark table.
 #
 #   scripts/gpu_check.sh [STAGE...]      STAGE: env build sass hcheck check pcheck graph memcheck bench
-#                                        full profile (default: all but full and profile)
+#                                        fp16 sbs full profile pbench stalls times
+#                                        (default: env build sass hcheck check pcheck graph memcheck bench)
+#     fp16:   the bench rows with --dtype bf16 then --dtype fp16 (the Hopper kernel in both types)
+#     sbs:    side by side with FlashMLA on the same inputs (needs .gpu-bench, see docs/backends/cuda.md)
 #     hcheck: the grid restricted to the Hopper kernel's shapes (bf16, page 64, h_kv 1)
 #     pcheck: the grid with cuda.kernel = portable (the fallback kernel stays verified)
 #     profile: Nsight Compute (full set) of one decode launch per case in MLA_PROFILE_CASES
@@ -16,6 +19,7 @@
 #             (ncu metrics) of one decode launch per case in MLA_PROFILE_CASES
 #     times:  per-kernel durations (ncu gpu__time_duration) of the cases in MLA_PROFILE_CASES
 #   environment: OUT (logs; default ./gpu_out), MLA_CHECK_CASES (grid cases, default 150),
+#                MLA_SBS_CASES (sbs case names, comma-separated; default all),
 #                MLA_BENCH_ITERS (default 50), MLA_BENCH_CASES (bench rows, e.g. 0,6,9; default all),
 #                MLA_CUDA_ARCHS (default 90-real), MLA_CUDA_FLAGS (extra nvcc flags, e.g. -D variant
 #                switches), MLA_BUILD_DIR (default build-gpu)
@@ -29,8 +33,11 @@ OUT=${OUT:-$ROOT/gpu_out}
 mkdir -p "$OUT"
 STAGES=${*:-env build sass hcheck check pcheck graph memcheck bench}
 BUILD=${MLA_BUILD_DIR:-$ROOT/build-gpu}
+# The config of the GPU in the machine (the H100 one where no config names it).
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 CONFIG=$ROOT/configs/h100_sxm.json
-PCONFIG=/tmp/mla_h100_portable.json  # the same device with cuda.kernel = portable
+if [[ "$GPU_NAME" == *H200* && -f $ROOT/configs/h200_sxm.json ]]; then CONFIG=$ROOT/configs/h200_sxm.json; fi
+PCONFIG=/tmp/mla_portable.json  # the same device with cuda.kernel = portable
 sed 's/"kernel": *"auto"/"kernel": "portable"/' "$CONFIG" > "$PCONFIG"
 STATUS=0
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -39,11 +46,13 @@ note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 # Dependencies: use the system's when present, else the carried .deb files.
 if [ ! -d /usr/include/tbb ] || [ ! -d /usr/include/spdlog ] || [ ! -d /usr/include/nlohmann ]; then
   PREFIX=/tmp/mla_deps
-  mkdir -p $PREFIX
-  for f in "$ROOT"/.debs/*.deb; do dpkg -x "$f" $PREFIX; done
+  if [ ! -d $PREFIX/usr/include/tbb ]; then  # once per machine (parallel variant builds share it)
+    mkdir -p $PREFIX
+    for f in "$ROOT"/.debs/*.deb; do dpkg -x "$f" $PREFIX; done
+    note "deps: unpacked $(ls "$ROOT"/.debs/*.deb 2>/dev/null | wc -l) carried .deb files into $PREFIX"
+  fi
   export CMAKE_PREFIX_PATH=$PREFIX/usr
   export LD_LIBRARY_PATH=$PREFIX/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-  note "deps: unpacked $(ls "$ROOT"/.debs/*.deb 2>/dev/null | wc -l) carried .deb files into $PREFIX"
 fi
 
 if has env; then
@@ -56,7 +65,7 @@ if has build; then
   if cmake -S "$ROOT/backends/cuda/tools/standalone" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
         -DMLA_CUDA_PORTABLE_ARCHS="${MLA_CUDA_ARCHS:-90-real}" -DMLA_CUDA_PTXAS_VERBOSE=ON \
         -DCMAKE_CUDA_FLAGS="${MLA_CUDA_FLAGS:-}" > "$OUT/build.log" 2>&1 &&
-     ninja -C "$BUILD" mla_cuda_check mla_cuda_bench >> "$OUT/build.log" 2>&1; then
+     ninja -C "$BUILD" mla_cuda_check mla_cuda_bench mla_shared >> "$OUT/build.log" 2>&1; then
     note "build: ok in $(( $(date +%s) - start )) s"
     grep -E "registers|spill" "$OUT/build.log" | sort | uniq -c | head -20 | tee -a "$OUT/summary.txt"
   else
@@ -129,6 +138,31 @@ if has bench; then
   note "bench: rc $rc"
   cat "$OUT/bench.log" | tee -a "$OUT/summary.txt"
   [ $rc -ne 0 ] && STATUS=1
+fi
+if has fp16; then
+  # The Hopper kernel in fp16 against bf16, the same rows, back to back (target: within 3%).
+  for dt in bf16 fp16; do
+    timeout 300 "$BENCH" "$CONFIG" --iters "${MLA_BENCH_ITERS:-50}" --warmup 5 --dtype $dt \
+        ${MLA_BENCH_CASES:+--case $MLA_BENCH_CASES} --json "$OUT/bench_$dt.json" > "$OUT/bench_$dt.log" 2>&1
+    note "bench --dtype $dt: rc $?"
+    grep '^|' "$OUT/bench_$dt.log" | cut -d'|' -f2-7,15 | tee -a "$OUT/summary.txt"
+  done
+fi
+if has sbs; then
+  # Side by side with FlashMLA (.gpu-bench: a copy of the project's gpu-bench folder, carried
+  # with the run): same inputs, same process, CUDA-graph timing. MLA_SBS_CASES: case names
+  # separated by commas (default: every case).
+  LIB=$(find "$BUILD" -name 'libmla.so*' -type f | head -1)
+  if [ -f "$ROOT/.gpu-bench/bench.sh" ] && [ -n "$LIB" ]; then
+    IFS=, read -r -a sbs_cases <<< "${MLA_SBS_CASES:-}"
+    timeout 500 bash "$ROOT/.gpu-bench/bench.sh" "$LIB" "$OUT/sbs" "${sbs_cases[@]}" > "$OUT/sbs.log" 2>&1
+    rc=$?
+    note "side by side with FlashMLA ($(basename "$BUILD")${MLA_CUDA_FLAGS:+, $MLA_CUDA_FLAGS}): rc $rc"
+    grep -vE "^(Warning|  warn)" "$OUT/sbs/side_by_side.txt" | tee -a "$OUT/summary.txt"
+    [ $rc -ne 0 ] && { STATUS=1; tail -20 "$OUT/sbs.log"; }
+  else
+    note "sbs: skipped (no .gpu-bench folder or no libmla.so in $BUILD)"
+  fi
 fi
 if has profile; then
   for c in ${MLA_PROFILE_CASES:-6 9}; do

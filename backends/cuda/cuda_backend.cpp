@@ -280,7 +280,7 @@ class CudaPlan final : public Plan {
     d.scale_log2 = p.effective_scale() * 1.4426950408889634f;
 
     if (choice_.hopper) {
-      hopper::launch_decode(choice_.grid, d, a.kv_cache.shape[0], cs.layout(), s);
+      hopper::launch_decode(choice_.elem, choice_.grid, d, a.kv_cache.shape[0], cs.layout(), s);
     } else {
       // The portable kernel's CTAs take items from this counter (the Hopper kernel's
       // assignment is static: no memset node in front of it).
@@ -550,7 +550,8 @@ class CudaDevice final : public Device {
     if (info_.prop.major != 9 || info_.prop.minor != 0)
       return "the device is sm_" + std::to_string(info_.prop.major) + std::to_string(info_.prop.minor) +
              ", the kernel is built for sm_90a only";
-    if (p.dtype != DType::bf16) return std::string("dtype ") + dtype_name(p.dtype) + " (the kernel is bf16 only)";
+    if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
+      return std::string("dtype ") + dtype_name(p.dtype) + " (the kernel reads bf16 or fp16)";
     if (p.page_size != hopper::block_keys())
       return "page size " + std::to_string(p.page_size) + " (the kernel loads whole 64-token pages by TMA)";
     if (p.h_kv != 1) return "h_kv = " + std::to_string(p.h_kv) + " (the kernel handles one latent KV head)";

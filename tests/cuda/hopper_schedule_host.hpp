@@ -32,6 +32,26 @@ struct Schedule {
   std::vector<Entry> entries;                               // [total_splits]
 };
 
+// The pieces the scheduler cuts the line into: grid, or sched::aligned_pieces(batch, grid) when
+// that partition splits no sequence.
+inline int32_t pieces_used(const std::vector<int32_t>& seqlens, int32_t capacity, int32_t grid,
+                           int32_t overhead = kOverhead) {
+  namespace s = mla::cuda::hopper::sched;
+  const int32_t batch = static_cast<int32_t>(seqlens.size());
+  const int32_t aligned = s::aligned_pieces(batch, grid);
+  if (aligned >= grid) return grid;
+  int64_t total = 0;
+  for (int32_t len : seqlens) total += s::cost_of(s::clamp_len(len, capacity), overhead);
+  const s::Partition alt = s::make_partition(total, aligned);
+  int64_t prefix = 0, splits = 0;
+  for (int32_t len : seqlens) {
+    const int32_t l = s::clamp_len(len, capacity);
+    splits += s::place(alt, prefix, l, overhead).splits;
+    prefix += s::cost_of(l, overhead);
+  }
+  return splits == batch ? aligned : grid;
+}
+
 // What contiguous_scheduler_kernel writes, computed sequence by sequence (the kernel does the
 // same per sequence; only the prefix sums are computed block-wide there). Every slot of
 // cta_first and of the first total_splits entries must be written exactly once: `writes`
@@ -75,7 +95,7 @@ inline HostRun schedule_on_host(const std::vector<int32_t>& seqlens, int32_t cap
 
   int64_t total = 0;
   for (int32_t len : seqlens) total += s::cost_of(s::clamp_len(len, capacity), overhead);
-  const s::Partition part = s::make_partition(total, grid);
+  const s::Partition part = s::make_partition(total, pieces_used(seqlens, capacity, grid, overhead));
   int64_t prefix = 0;
   int32_t offset = 0, prev_piece = -1;
   for (int32_t i = 0; i < batch; ++i) {
@@ -169,8 +189,16 @@ inline std::string check_schedule(const std::vector<int32_t>& seqlens, int32_t c
         << ")";
     return why.str();
   }
-  const int64_t quota = (total_cost + grid - 1) / grid + overhead;
-  for (int32_t k = 0; k < grid; ++k) {
+  // A schedule that splits no sequence may use fewer pieces (at least 95% of grid, see
+  // sched::aligned_pieces): its quota and "empty only without enough work" follow them.
+  const int32_t aligned = mla::cuda::hopper::sched::aligned_pieces(static_cast<int32_t>(batch), grid);
+  const int32_t pieces = n == batch && aligned < grid && sc.cta_first[aligned] == n ? aligned : grid;
+  if (pieces < grid && static_cast<int64_t>(pieces) * 20 < static_cast<int64_t>(grid) * 19) {
+    why << "only " << pieces << " of " << grid << " pieces used";
+    return why.str();
+  }
+  const int64_t quota = (total_cost + pieces - 1) / pieces + overhead;
+  for (int32_t k = 0; k < pieces; ++k) {
     const int32_t b = sc.cta_first[k], e = sc.cta_first[k + 1];
     if (b > e) {
       why << "cta_first decreases at piece " << k << ": " << b << " > " << e;
@@ -189,8 +217,8 @@ inline std::string check_schedule(const std::vector<int32_t>& seqlens, int32_t c
           << grid << ")";
       return why.str();
     }
-    if (b == e && total_cost >= static_cast<int64_t>(overhead + 1) * grid) {
-      why << "piece " << k << " is empty though the total cost " << total_cost << " >= (overhead + 1) x grid";
+    if (b == e && total_cost >= static_cast<int64_t>(overhead + 1) * pieces) {
+      why << "piece " << k << " is empty though the total cost " << total_cost << " >= (overhead + 1) x " << pieces;
       return why.str();
     }
   }

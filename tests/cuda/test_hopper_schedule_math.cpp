@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cuda/hopper_schedule_host.hpp"
@@ -123,6 +124,25 @@ TEST_CASE("cuda hopper schedule math: edge cases", "[cuda][hopper_schedule]") {
     schedule_and_check({1}, capacity, 132);  // total cost 6 < grid: one entry, the rest empty
     schedule_and_check({64, 0, 65}, capacity, 132);
   }
+  SECTION("equal sequences a little fewer than the pieces stay whole") {
+    // b 128 on 132 pieces, b 128 on 66 pieces (2 a piece), b 129: no split, no combine.
+    for (auto [b, grid, pieces] : {std::tuple{128, 132, 128}, std::tuple{128, 66, 64}, std::tuple{129, 132, 129}}) {
+      INFO("batch " << b << ", grid " << grid);
+      const std::vector<int32_t> lens(static_cast<size_t>(b), 8192);
+      const Schedule sc = schedule_and_check(lens, capacity, grid);
+      CHECK(sc.total_splits == b);
+      CHECK(pieces_used(lens, capacity, grid) == pieces);
+      CHECK(sc.cta_first[pieces] == b);
+    }
+    // Too few sequences (b 100 on 132 pieces) or unequal ones: all pieces, sequences split.
+    const std::vector<int32_t> few(100, 8192);
+    CHECK(pieces_used(few, capacity, 132) == 132);
+    CHECK(schedule_and_check(few, capacity, 132).total_splits > 100);
+    std::vector<int32_t> uneven(128, 8192);
+    uneven[5] = 3000;
+    CHECK(pieces_used(uneven, capacity, 132) == 132);
+    CHECK(schedule_and_check(uneven, capacity, 132).total_splits > 128);
+  }
   SECTION("the largest batch, and every piece busy when the work allows") {
     std::vector<int32_t> lens(8192, 2048);
     const Schedule sc = schedule_and_check(lens, capacity, 132);
@@ -140,8 +160,9 @@ TEST_CASE("cuda hopper schedule math: random batches", "[cuda][hopper_schedule]"
     INFO("trial " << trial << ", shape " << c.shape);
     const Schedule sc = schedule_and_check(c.lens, c.capacity, c.grid);
     // How close the heaviest piece comes to the quota (check_schedule requires <= 0).
-    const int64_t quota = (total_cost(c.lens, c.capacity) + c.grid - 1) / c.grid + kOverhead;
-    for (int32_t k = 0; k < c.grid; ++k) {
+    const int32_t pieces = pieces_used(c.lens, c.capacity, c.grid);
+    const int64_t quota = (total_cost(c.lens, c.capacity) + pieces - 1) / pieces + kOverhead;
+    for (int32_t k = 0; k < pieces; ++k) {
       int64_t cost = 0;
       for (int32_t j = sc.cta_first[k]; j < sc.cta_first[k + 1]; ++j)
         cost += kOverhead + (sc.entries[j].end - sc.entries[j].begin + 63) / 64;

@@ -49,6 +49,8 @@ inline constexpr int kProducerWarp = kMathThreads / 32;               // warps 8
 // CTA got 168 registers per thread and spilled the 128-register accumulator); with 384 threads
 // setmaxnreg moves registers from the producer warpgroup to the math warpgroups.
 inline constexpr int kThreads = kMathThreads + 128;                   // 384
+inline constexpr int kQChunksPerThread = kRows * (kDqk / 8) / kMathThreads;  // 16-byte Q chunks: 18
+static_assert(kRows * (kDqk / 8) % kMathThreads == 0, "the Q tile splits evenly over the math threads");
 inline constexpr int kMathRegs = 232;              // 2 x 128 x 232 + 128 x 40 <= 65536
 inline constexpr int kProducerRegs = 40;
 inline constexpr int kSmemAlign = 1024;            // 128B-swizzle atoms are 1024-byte aligned
@@ -75,6 +77,23 @@ inline constexpr int kBarScale1 = 3;  // warpgroup 1's row max and rescale facto
 inline constexpr int kBarP0 = 4;      // P of the stage-0 block (rescaled) is in shared memory
 inline constexpr int kBarP1 = 5;      // P of the stage-1 block is in shared memory
 inline constexpr int kBarWarpgroup0 = 6;  // and 7
+
+// Memory-system switches, compile-time so that A/B builds (scripts/gpu_variants.sh) can measure
+// each; the defaults are the measured winners (docs/perf/h200.md, which also lists the schedule
+// variants that lost and were removed: L2 prefetch of later blocks, S1 queued behind S0, stage 0
+// released first).
+#ifndef MLA_HOPPER_EVICT_FIRST_UNITS
+#define MLA_HOPPER_EVICT_FIRST_UNITS 2
+#endif
+// KV loads carry an L2 evict-first hint when at most this many row tiles read each block.
+inline constexpr int kEvictFirstUnits = MLA_HOPPER_EVICT_FIRST_UNITS;
+#ifndef MLA_HOPPER_L2_PROMOTION
+#define MLA_HOPPER_L2_PROMOTION 128
+#endif
+// L2 promotion of the KV tensor map's loads, in bytes (0, 128 or 256). A box row is 128 bytes
+// of a 1152-byte token row: 256-byte promotion fetched half of the next box early (H200:
+// 256 -> 128 made the b 128 h_q 16 8k decode 4.5% faster).
+inline constexpr int kL2Promotion = MLA_HOPPER_L2_PROMOTION;
 
 static_assert(kDqk % kBoxCols == 0 && kDv % (kBoxCols * kMathWarpgroups) == 0, "box tiling");
 static_assert(kBlockN == 64 && kRows == 64, "the wgmma shapes below assume 64 x 64 tiles");

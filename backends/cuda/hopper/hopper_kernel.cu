@@ -8,10 +8,13 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <string>
+#include <type_traits>
 
 #include "../cuda_check.hpp"
 #include "hopper_config.cuh"
@@ -66,13 +69,25 @@ __device__ __forceinline__ void tma_load_3d_hint(uint32_t dst, const CUtensorMap
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "l"(policy)
       : "memory");
 }
+// 16 bytes global -> shared, asynchronously (cp.async); zeros when !valid (nothing is read).
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
+               : "memory");
+}
 __device__ __forceinline__ void named_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
+// Two floats as the kernel's 16-bit element type T (bf16 or fp16), low half first.
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  if constexpr (std::is_same_v<T, __half>) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  } else {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
 }
 // Byte offset of 16-byte chunk `chunk` (0..7) of row `row` in a 128B-swizzled box: TMA's
 // SWIZZLE_128B pattern (chunk index XOR row mod 8 within each 1024-byte atom).
@@ -108,6 +123,7 @@ struct Smem {
 __device__ __forceinline__ int s_box(int stage, int i) { return i < 8 ? ((i + 4 * stage) & 7) : kRopeBox; }
 
 // S = Q K^T of the block in `stage` (64 rows x 64 keys, fp32), k-steps issued as the groups land.
+template <typename T>
 __device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int stage, uint32_t phase) {
   mbar_wait(sm.full(stage, 0), phase);
   wgmma_fence();
@@ -121,8 +137,8 @@ __device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int st
     const uint32_t box = s_box(stage, i) * kBoxBytes;
 #pragma unroll
     for (int k = 0; k < kBoxCols / 16; ++k)
-      wgmma_m64n64k16_ss(s, smem_desc(sm.q + box + k * 32, 16, 1024), smem_desc(sm.tile(stage) + box + k * 32, 16, 1024),
-                         (i | k) != 0);
+      wgmma_m64n64k16_ss<T>(s, smem_desc(sm.q + box + k * 32, 16, 1024),
+                            smem_desc(sm.tile(stage) + box + k * 32, 16, 1024), (i | k) != 0);
   }
   wgmma_commit();
   wgmma_wait_all();
@@ -179,20 +195,22 @@ __device__ __forceinline__ void scale_rows(float (&o)[128], float a0, float a1) 
 }
 
 // P (bf16) in the A-operand register layout of wgmma: k-step kk covers keys [16 kk, 16 kk + 16).
+template <typename T>
 __device__ __forceinline__ void pack_p(uint32_t (&a)[16], const float (&s)[32]) {
 #pragma unroll
-  for (int i = 0; i < 16; ++i) a[i] = pack_bf16(s[2 * i], s[2 * i + 1]);
+  for (int i = 0; i < 16; ++i) a[i] = pack2<T>(s[2 * i], s[2 * i + 1]);
 }
 
 // P (times `mul` per row) into the rope box of `stage`, K-major 128B-swizzled (the A operand of
 // the other warpgroup's P V): key 8 j + 2 c of a row is in 16-byte chunk j.
+template <typename T>
 __device__ __forceinline__ void store_p(const Smem& sm, int stage, const float (&s)[32], int row0, int c,
                                         float mul0, float mul1) {
   unsigned char* box = sm.tile_ptr(stage) + kRopeBox * kBoxBytes;
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; ++j) {
-    *reinterpret_cast<uint32_t*>(box + swz(row0, j) + 4 * c) = pack_bf16(s[4 * j] * mul0, s[4 * j + 1] * mul0);
-    *reinterpret_cast<uint32_t*>(box + swz(row0 + 8, j) + 4 * c) = pack_bf16(s[4 * j + 2] * mul1, s[4 * j + 3] * mul1);
+    *reinterpret_cast<uint32_t*>(box + swz(row0, j) + 4 * c) = pack2<T>(s[4 * j] * mul0, s[4 * j + 1] * mul0);
+    *reinterpret_cast<uint32_t*>(box + swz(row0 + 8, j) + 4 * c) = pack2<T>(s[4 * j + 2] * mul1, s[4 * j + 3] * mul1);
   }
 }
 
@@ -217,29 +235,32 @@ __device__ __forceinline__ uint64_t v_desc(const Smem& sm, int stage, int wg, in
 }
 
 // O += P V with P from registers (this warpgroup's own block) and V = its 4 boxes of `stage`.
+template <typename T>
 __device__ __forceinline__ void pv_from_registers(float (&o)[128], const uint32_t (&a)[16], const Smem& sm, int stage,
                                                   int wg) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk) {
     const uint32_t frag[4] = {a[4 * kk], a[4 * kk + 1], a[4 * kk + 2], a[4 * kk + 3]};
-    wgmma_m64n256k16_rs_tb(o, frag, v_desc(sm, stage, wg, kk));
+    wgmma_m64n256k16_rs_tb<T>(o, frag, v_desc(sm, stage, wg, kk));
   }
   wgmma_commit();
 }
 
 // O += P V with P from the rope box of `stage` (the other warpgroup's block).
+template <typename T>
 __device__ __forceinline__ void pv_from_smem(float (&o)[128], const Smem& sm, int stage, int wg) {
   const uint32_t p_addr = sm.tile(stage) + kRopeBox * kBoxBytes;
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk)
-    wgmma_m64n256k16_ss_tb(o, smem_desc(p_addr + kk * 32, 16, 1024), v_desc(sm, stage, wg, kk));
+    wgmma_m64n256k16_ss_tb<T>(o, smem_desc(p_addr + kk * 32, 16, 1024), v_desc(sm, stage, wg, kk));
   wgmma_commit();
 }
 
 __device__ __forceinline__ float base_of(float m) { return m == -INFINITY ? 0.f : m; }
 
+template <typename T>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_decode_kernel(const __grid_constant__ CUtensorMap kv_map, const DecodeParams p,
                          const ScheduleLayout layout) {
@@ -283,7 +304,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       // KV read by one or two CTAs (row tiles) is marked evict-first in L2: it leaves room for
       // the blocks other SMs are about to read (measured: -8% on b2 h128, -4% on h16). With
       // more row tiles the later ones read it from L2, so it keeps the normal policy.
-      const bool evict_first = p.units <= 2;
+      const bool evict_first = p.units <= kEvictFirstUnits;
       uint64_t policy;
       asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
       for (int item = item_begin; item < item_end; ++item) {
@@ -319,7 +340,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int wtid = tid % 128;       // thread within the warpgroup
   const int g = lane / 4, c = lane % 4;
   const int row0 = (warp % 4) * 16 + g;  // this thread's rows: row0 and row0 + 8
-  const __nv_bfloat16* q_base = static_cast<const __nv_bfloat16*>(p.q);
+  const T* q_base = static_cast<const T*>(p.q);
   uint32_t uses0 = 0, uses1 = 0, rounds = 0;
 
   for (int item = item_begin; item < item_end; ++item) {
@@ -327,20 +348,23 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int mtile = unit;
     const int n_tiles = (e.end - e.begin + kBlockN - 1) / kBlockN;
 
-    // Q tile -> shared memory in the TMA 128B-swizzled box layout wgmma reads (K-major).
-    // Both warpgroups must be done with the previous item's Q first.
+    // Q tile -> shared memory in the TMA 128B-swizzled box layout wgmma reads (K-major), by
+    // cp.async: every thread's 18 chunks are in flight together and need no registers, so an
+    // item pays one memory latency for Q, not 18 (a load-store loop waited on each load:
+    // measured 5% of the math warps' time at b 64, h_q 128, 4k). Padding rows read 0 bytes and
+    // are zero-filled. Both warpgroups must be done with the previous item's Q first.
     named_sync(kBarMath, kMathThreads);
-    for (int idx = tid; idx < kRows * (kDqk / 8); idx += kMathThreads) {
+#pragma unroll 6
+    for (int i = 0; i < kQChunksPerThread; ++i) {
+      const int idx = tid + i * kMathThreads;
       const int r = idx / (kDqk / 8), ch = idx % (kDqk / 8);
       const int gr = mtile * kRows + r;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (gr < p.rows_per_group) {
-        const int t = gr / p.heads_per_kv, head = gr % p.heads_per_kv;
-        v = __ldg(reinterpret_cast<const uint4*>(q_base + e.seq * p.q_stride_b + t * p.q_stride_t +
-                                                 head * p.q_stride_h + ch * 8));
-      }
-      *reinterpret_cast<uint4*>(q_s + (ch / 8) * kBoxBytes + swz(r, ch % 8)) = v;
+      const bool real = gr < p.rows_per_group;
+      const int t = real ? gr / p.heads_per_kv : 0, head = real ? gr % p.heads_per_kv : 0;
+      cp_async_16(smem_u32(q_s + (ch / 8) * kBoxBytes + swz(r, ch % 8)),
+                  q_base + e.seq * p.q_stride_b + t * p.q_stride_t + head * p.q_stride_h + ch * 8, real);
     }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
     fence_async_smem();  // generic-proxy stores, read next by wgmma (async proxy)
     named_sync(kBarMath, kMathThreads);
 
@@ -366,7 +390,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t a[16];
       if (wg == 0) {
         // ---- S0, softmax with the new max m0, O_L += P0 V0_L ----
-        compute_s(s, sm, 0, uses0 & 1);
+        compute_s<T>(s, sm, 0, uses0 & 1);
         float mx[2], base0[2], scale0[2];
         mask_and_max(s, mx, key0, limit, c, p.scale_log2);
 #pragma unroll
@@ -381,8 +405,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         exponentiate(s, base0, l);
         scale_rows(o, scale0[0], scale0[1]);
         zero_tail_rows(sm, 0, e.len - key0, wtid, 0);
-        pack_p(a, s);
-        pv_from_registers(o, a, sm, 0, 0);
+        pack_p<T>(a, s);
+        pv_from_registers<T>(o, a, sm, 0, 0);
         // ---- while that runs: P0, rescaled to warpgroup 1's max, for warpgroup 1 ----
         named_sync(kBarScale1, kMathThreads);
         float scale1[2];
@@ -391,7 +415,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           scale1[h] = sm.scale1(par)[row0 + 8 * h];
           m[h] = sm.max1(par)[row0 + 8 * h];
         }
-        store_p(sm, 0, s, row0, c, scale1[0], scale1[1]);
+        store_p<T>(sm, 0, s, row0, c, scale1[0], scale1[1]);
         fence_async_smem();
         named_arrive(kBarP0, kMathThreads);
         wgmma_wait_all();
@@ -404,7 +428,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (has1) {
           // ---- O_L += P1 V1_L ----
           named_sync(kBarP1, kMathThreads);
-          pv_from_smem(o, sm, 1, 0);
+          pv_from_smem<T>(o, sm, 1, 0);
           wgmma_wait_all();
           fence_regs(o);
           mbar_arrive(sm.empty(1, 1));  // V boxes 0-3 and P of stage 1: done
@@ -413,7 +437,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         // ---- S1 and its max, folded into warpgroup 0's ----
         float mx[2] = {-INFINITY, -INFINITY};
         if (has1) {
-          compute_s(s, sm, 1, uses1 & 1);
+          compute_s<T>(s, sm, 1, uses1 & 1);
           mask_and_max(s, mx, key0 + kBlockN, limit, c, p.scale_log2);
         }
         named_sync(kBarMax0, kMathThreads);
@@ -438,9 +462,9 @@ __global__ void __launch_bounds__(kThreads, 1)
           // ---- O_R += P1 V1_R; P1 for warpgroup 0 ----
           exponentiate(s, base1, l);
           zero_tail_rows(sm, 1, e.len - key0 - kBlockN, wtid, 1);
-          pack_p(a, s);
-          pv_from_registers(o, a, sm, 1, 1);
-          store_p(sm, 1, s, row0, c, 1.f, 1.f);
+          pack_p<T>(a, s);
+          pv_from_registers<T>(o, a, sm, 1, 1);
+          store_p<T>(sm, 1, s, row0, c, 1.f, 1.f);
           fence_async_smem();
           named_arrive(kBarP1, kMathThreads);
           wgmma_wait_all();
@@ -450,7 +474,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         // ---- O_R += P0 V0_R ----
         named_sync(kBarP0, kMathThreads);
-        pv_from_smem(o, sm, 0, 1);
+        pv_from_smem<T>(o, sm, 0, 1);
         wgmma_wait_all();
         fence_regs(o);
         mbar_arrive(sm.empty(0, 1));  // V boxes 4-7 and P of stage 0: done
@@ -481,11 +505,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       const float lse = empty ? INFINITY : (m[h] + log2f(sum)) * 0.69314718055994530942f;
       const int col0 = wg * kColsPerWarpgroup + 2 * c;
       if (e.slot < 0) {
-        __nv_bfloat16* out = static_cast<__nv_bfloat16*>(p.out) + e.seq * p.out_stride_b + t * p.out_stride_t +
+        T* out = static_cast<T*>(p.out) + e.seq * p.out_stride_b + t * p.out_stride_t +
                              head * p.out_stride_h + col0;
 #pragma unroll
         for (int j = 0; j < 32; ++j)
-          *reinterpret_cast<uint32_t*>(out + 8 * j) = pack_bf16(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
+          *reinterpret_cast<uint32_t*>(out + 8 * j) = pack2<T>(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
         if (c == 0 && wg == 0) p.lse[e.seq * p.lse_stride_b + head * p.lse_stride_h + t * p.lse_stride_t] = lse;
       } else {
         const int prow = t * p.h_q + head;
@@ -526,18 +550,21 @@ int max_batch() { return kMaxBatch; }
 size_t smem_bytes() { return kSmemBytes; }
 
 int prepare() {
-  check(cudaFuncSetAttribute(reinterpret_cast<const void*>(&hopper_decode_kernel),
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes)),
-        "cudaFuncSetAttribute(hopper_decode_kernel shared memory)");
-  int blocks = 0;
-  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, reinterpret_cast<const void*>(&hopper_decode_kernel),
-                                                      kThreads, kSmemBytes),
-        "cudaOccupancyMaxActiveBlocksPerMultiprocessor(hopper_decode_kernel)");
+  int blocks = 1 << 30;
+  for (const void* fn : {reinterpret_cast<const void*>(&hopper_decode_kernel<__nv_bfloat16>),
+                         reinterpret_cast<const void*>(&hopper_decode_kernel<__half>)}) {
+    check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes)),
+          "cudaFuncSetAttribute(hopper_decode_kernel shared memory)");
+    int b = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fn, kThreads, kSmemBytes),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor(hopper_decode_kernel)");
+    blocks = std::min(blocks, b);
+  }
   return blocks;
 }
 
-void launch_decode(int grid, const DecodeParams& p, int64_t kv_blocks, const ScheduleLayout& layout,
-                   cudaStream_t stream) {
+void launch_decode(portable::Elem elem, int grid, const DecodeParams& p, int64_t kv_blocks,
+                   const ScheduleLayout& layout, cudaStream_t stream) {
   if (p.page_size != kBlockN || p.h_kv != 1)
     fail(ErrorCode::unsupported, "cuda hopper kernel: needs page size 64 and h_kv = 1");
   if (p.kv_stride_token % 8 != 0 || p.kv_stride_block % 8 != 0 || reinterpret_cast<uintptr_t>(p.kv) % 16 != 0)
@@ -551,12 +578,19 @@ void launch_decode(int grid, const DecodeParams& p, int64_t kv_blocks, const Sch
                                  static_cast<cuuint64_t>(p.kv_stride_block) * 2};
   const cuuint32_t box[3] = {kBoxCols, kBlockN, 1};
   const cuuint32_t elem_strides[3] = {1, 1, 1};
-  const CUresult r = encode_fn()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(p.kv), dims, strides,
+  const bool half = elem == portable::Elem::fp16;
+  const CUresult r = encode_fn()(&map, half ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(p.kv), dims, strides,
                                  box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                                 kL2Promotion == 0     ? CU_TENSOR_MAP_L2_PROMOTION_NONE
+                                 : kL2Promotion == 128 ? CU_TENSOR_MAP_L2_PROMOTION_L2_128B
+                                                       : CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
     fail(ErrorCode::device_error, "cuda: cuTensorMapEncodeTiled(kv_cache) failed with CUresult " + std::to_string(r));
-  hopper_decode_kernel<<<grid, kThreads, kSmemBytes, stream>>>(map, p, layout);
+  if (half)
+    hopper_decode_kernel<__half><<<grid, kThreads, kSmemBytes, stream>>>(map, p, layout);
+  else
+    hopper_decode_kernel<__nv_bfloat16><<<grid, kThreads, kSmemBytes, stream>>>(map, p, layout);
   check_launch("hopper_decode_kernel launch");
 }
 

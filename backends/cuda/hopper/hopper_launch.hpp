@@ -18,7 +18,7 @@ bool verified();
 
 int rows_per_cta();      // 64
 int block_keys();        // 64: split boundaries must be multiples of this
-int threads_per_cta();   // 288
+int threads_per_cta();   // 384 (2 math warpgroups + 1 producer warpgroup)
 size_t smem_bytes();
 // Raises the kernel's dynamic shared-memory limit; returns the resident CTAs per SM (0: none fit).
 int prepare();
@@ -30,9 +30,10 @@ void launch_scheduler(const int32_t* cache_seqlens, int32_t batch, int32_t capac
                       const portable::ScheduleLayout& layout, cudaStream_t stream);
 
 // Launches the persistent kernel on `grid` = pieces x units CTAs. kv_blocks: kv_cache's first dimension.
-// Requires bf16, page size 64, h_kv = 1, kv token stride and block stride multiples of 8
-// elements, kv data 16-byte aligned (checked; Error(unsupported) otherwise).
-void launch_decode(int grid, const portable::DecodeParams& params, int64_t kv_blocks,
+// elem: q, kv and out are all bf16 or all fp16. Requires page size 64, h_kv = 1, kv token
+// stride and block stride multiples of 8 elements, kv data 16-byte aligned (checked;
+// Error(unsupported) otherwise).
+void launch_decode(portable::Elem elem, int grid, const portable::DecodeParams& params, int64_t kv_blocks,
                    const portable::ScheduleLayout& layout, cudaStream_t stream);
 
 }  // namespace mla::cuda::hopper

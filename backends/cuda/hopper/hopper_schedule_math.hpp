@@ -86,6 +86,20 @@ MLA_SCHED_HD Partition make_partition(int64_t total, int32_t grid) {
   return p;
 }
 
+// Pieces that keep sequences whole: when about equal sequences are fewer than the pieces, or
+// not a multiple of them, cutting the line into `grid` pieces splits nearly every sequence, and
+// the split partials plus the combine kernel that merges them cost more (5-10% at b 64-128 on
+// an H200, docs/perf/h200.md) than leaving a few pieces empty. With m = ceil(batch / grid)
+// sequences a piece, n = ceil(batch / m) pieces cut equal sequences exactly at their ends. The
+// scheduler takes n only when, cut into n pieces, no sequence is split at all, and n is at
+// least 95% of grid (the work of a piece grows by at most grid / n); else it takes grid.
+MLA_SCHED_HD int32_t aligned_pieces(int32_t batch, int32_t grid) {
+  if (batch <= 0 || grid <= 1) return grid;
+  const int32_t m = (batch + grid - 1) / grid;
+  const int32_t n = (batch + m - 1) / m;
+  return n < grid && static_cast<int64_t>(n) * 20 >= static_cast<int64_t>(grid) * 19 ? n : grid;
+}
+
 // One sequence on the line, given the exclusive prefix of the costs before it.
 struct Placement {
   int64_t anchor;       // anchor of its first entry

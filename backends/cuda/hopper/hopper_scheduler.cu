@@ -9,7 +9,8 @@
 // is split only where a piece ends, so there are at most b + pieces - 1 splits, most sequences
 // stay whole (written directly, no partials), and every piece costs at most
 // ceil(T / pieces) + overhead (the quota with one extra split budgeted per piece), with a
-// static assignment. The arithmetic, and why these bounds hold, is in hopper_schedule_math.hpp
+// static assignment. Where cutting into fewer pieces splits no sequence at all, it takes those
+// (sched::aligned_pieces). The arithmetic, and why these bounds hold, is in hopper_schedule_math.hpp
 // (shared with the host test tests/cuda/test_hopper_schedule_math.cpp).
 //
 // Parallel: one CTA of 128 to 1024 threads (by batch size), each owning at most 8 consecutive
@@ -101,7 +102,27 @@ __global__ void __launch_bounds__(kSchedThreads)
   }
   long long prefix = 0, total = 0;  // P of this thread's first sequence; T
   CostScan(tmp.cost).ExclusiveSum(cost, prefix, total);
-  const sched::Partition part = sched::make_partition(total, grid);
+
+  // Fewer pieces when that splits no sequence (sched::aligned_pieces): count the splits of
+  // this thread's sequences on that partition, summed over the block.
+  int32_t pieces = grid;
+  const int32_t aligned = sched::aligned_pieces(batch, grid);
+  if (aligned < grid) {
+    const sched::Partition alt = sched::make_partition(total, aligned);
+    int32_t alt_splits = 0;
+    long long p = prefix;
+#pragma unroll
+    for (int t = 0; t < kSeqsPerThread; ++t) {
+      if (first + t >= last) break;
+      alt_splits += sched::place(alt, p, len[t], overhead).splits;
+      p += sched::cost_of(len[t], overhead);
+    }
+    __syncthreads();  // tmp is reused
+    int32_t ignored = 0, alt_entries = 0;
+    CountScan(tmp.count).ExclusiveSum(alt_splits, ignored, alt_entries);
+    if (alt_entries == batch) pieces = aligned;
+  }
+  const sched::Partition part = sched::make_partition(total, pieces);
 
   int32_t splits = 0;
   {

@@ -1,6 +1,7 @@
 // mla_cuda_bench: the ANCHORS.md benchmark table on the cuda backend, with the copy and
 // matmul ceilings measured in the same run.
 //   mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick] [--case I[,J...]]
+//                  [--dtype bf16|fp16]   (q, kv and out; FlashMLA's figures are bf16)
 //   (--case: only these rows of the table, 0-based; for profilers and A/B runs)
 // Times plan->run (decode + combine; the schedule is made once per step and timed apart),
 // median of N launches timed with CUDA events, one input set per case.
@@ -27,22 +28,28 @@ struct BenchCase {
   const char* name;
   int64_t b, s_q, h_q, len;
   bool varlen, causal;
-  double flashmla_us;  // ANCHORS.md, same GPU kind
-  double triton_us;    // ANCHORS.md, 0 where not measured
+  double flashmla_us;  // FlashMLA bf16 on the H200
+  double triton_us;    // 0 where not measured
 };
 
+// FlashMLA: ANCHORS.md's H200 table (2026-11-29, CUDA-graph timing, the same process).
+// Triton: LightLLM's Triton MLA decode, measured on the H100 only (2026-11-22).
 const BenchCase kCases[] = {
-    {"memory-bound", 128, 1, 16, 4096, false, false, 241, 0},
-    {"memory-bound", 128, 1, 16, 8192, false, false, 431, 1350},
-    {"memory-bound", 128, 1, 32, 8192, false, false, 444, 0},
-    {"memory-bound", 128, 1, 64, 8192, false, false, 448, 0},
-    {"balanced", 128, 1, 128, 8192, false, false, 547, 4881},
-    {"balanced, varlen", 128, 1, 128, 8192, true, false, 569, 0},
-    {"compute-bound, causal, varlen", 128, 2, 128, 8192, true, true, 881, 0},
-    {"compute-bound, causal, varlen", 128, 2, 128, 16384, true, true, 1792, 0},
-    {"compute-bound, causal, varlen", 128, 2, 128, 32768, true, true, 3549, 0},
-    {"small batch, long", 2, 1, 128, 32768, false, false, 75, 825},
-    {"small batch, long", 8, 1, 16, 65536, false, false, 239, 865},
+    {"mem h16 4k", 128, 1, 16, 4096, false, false, 147.0, 0},
+    {"mem h16 8k", 128, 1, 16, 8192, false, false, 286.1, 1350},
+    {"mem h32 8k", 128, 1, 32, 8192, false, false, 290.0, 0},
+    {"mem h64 8k", 128, 1, 64, 8192, false, false, 300.9, 0},
+    {"bal h128 8k", 128, 1, 128, 8192, false, false, 483.3, 4881},
+    {"bal h128 8k varlen", 128, 1, 128, 8192, true, false, 487.9, 0},
+    {"cmp s_q2 8k", 128, 2, 128, 8192, true, true, 924.5, 0},
+    {"cmp s_q2 16k", 128, 2, 128, 16384, true, true, 1819.6, 0},
+    {"cmp s_q2 32k", 128, 2, 128, 32768, true, true, 3654.1, 0},
+    {"small b2 h128 32k", 2, 1, 128, 32768, false, false, 49.6, 825},
+    {"small b8 h16 64k", 8, 1, 16, 65536, false, false, 152.0, 865},
+    {"b1 h128 64k", 1, 1, 128, 65536, false, false, 52.9, 0},
+    {"b64 h128 4k", 64, 1, 128, 4096, false, false, 115.6, 0},
+    {"mtp s_q4 h32 4k", 32, 4, 32, 4096, true, true, 81.7, 0},
+    {"b16 h16 16k varlen", 16, 1, 16, 16384, true, false, 95.7, 0},
 };
 
 template <typename Fn>
@@ -73,13 +80,14 @@ double median_us(Fn&& fn, cudaStream_t stream, int warmup, int iters) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick] [--case I[,J...]]\n");
+    std::fprintf(stderr, "usage: mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick] [--case I[,J...]] [--dtype bf16|fp16]\n");
     return 2;
   }
   const std::string config = argv[1];
   int iters = 50, warmup = 5;
   std::string json_path, which = "all";
   std::string only;  // comma-separated row indices; empty: all
+  DType dtype = DType::bf16;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--iters") iters = std::stoi(argv[i + 1]);
@@ -87,6 +95,7 @@ int main(int argc, char** argv) {
     else if (k == "--json") json_path = argv[i + 1];
     else if (k == "--cases") which = argv[i + 1];
     else if (k == "--case") only = "," + std::string(argv[i + 1]) + ",";
+    else if (k == "--dtype") dtype = std::string(argv[i + 1]) == "fp16" ? DType::fp16 : DType::bf16;
   }
   try {
     auto device = open_device_from_file(config);
@@ -111,6 +120,8 @@ int main(int argc, char** argv) {
       p.h_q = c.h_q;
       p.causal = c.causal;
       p.page_size = 64;
+      p.dtype = dtype;
+      p.kv.dtype = dtype;
       InputSpec spec;
       spec.seqlen = c.len;
       spec.varlen = c.varlen;
@@ -133,14 +144,14 @@ int main(int argc, char** argv) {
                   us, gbps, tflops, vs_fm, tr, gbps / copy_gbps, tflops / mm_tflops, sched_us,
                   plan->kernel_name().c_str());
       std::fflush(stdout);
-      char buf[512];
+      char buf[768];
       std::snprintf(buf, sizeof buf,
                     "%s{\"case\":\"%s\",\"b\":%lld,\"s_q\":%lld,\"h_q\":%lld,\"len\":%lld,\"varlen\":%s,\"mean_len\":%.1f,"
                     "\"us\":%.2f,\"gbps\":%.1f,\"tflops\":%.2f,\"flashmla_us\":%.0f,\"triton_us\":%.0f,\"sched_us\":%.2f,"
-                    "\"kernel\":\"%s\"}",
+                    "\"kernel\":\"%s\",\"dtype\":\"%s\"}",
                     first ? "" : ",", c.name, (long long)c.b, (long long)c.s_q, (long long)c.h_q, (long long)c.len,
                     c.varlen ? "true" : "false", in.mean_seqlen, us, gbps, tflops, c.flashmla_us, c.triton_us, sched_us,
-                    plan->kernel_name().c_str());
+                    plan->kernel_name().c_str(), dtype_name(dtype));
       json += buf;
       first = false;
     }

@@ -1,7 +1,7 @@
 // mla_cuda_check: correctness of the cuda backend on the GPU machine.
 //   mla_cuda_check grid  CONFIG [--max-cases N] [--max-len L] [--seed S] [--hopper-shapes]
 //                        CPU float64 reference over the DESIGN 7 grid (plus absorb cases); with
-//                        --hopper-shapes only bf16 / page 64 / h_kv 1 cases (latent, and 4 absorb)
+//                        --hopper-shapes only page 64 / h_kv 1 cases, bf16 and fp16 (latent, and 5 absorb)
 //   mla_cuda_check graph CONFIG                                            CUDA graph replay == direct call
 // Every case prints one line (a repro); the exit status is the number of failures (capped).
 #include <cuda_runtime.h>
@@ -41,7 +41,7 @@ std::string describe(const Case& c) {
 // The DESIGN 7 grid, sampled: every combination of (b, s_q, h_q, h_kv, causal, page, dtype) is
 // enumerated and every `stride`-th one taken, so every value of every axis appears; each case
 // draws its lengths from {0, 1, 20, 63, 64, 65, 140, max_len} (rotated per sequence) or varlen.
-// hopper_only: the shapes the Hopper kernel takes (bf16, page 64, h_kv 1, latent), every other
+// hopper_only: the shapes the Hopper kernel takes (bf16 or fp16, page 64, h_kv 1, latent), every other
 // axis as in the full grid.
 std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed, bool hopper_only) {
   const int64_t bs[] = {1, 2, 6, 64, 128};
@@ -49,7 +49,7 @@ std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed, bool 
   const int64_t hqs[] = {1, 3, 16, 64, 128};
   const std::vector<int64_t> hkvs = hopper_only ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2};
   const std::vector<int64_t> pages = hopper_only ? std::vector<int64_t>{64} : std::vector<int64_t>{64, 1, 16, 128};
-  const std::vector<DType> dts = hopper_only ? std::vector<DType>{DType::bf16} : std::vector<DType>{DType::bf16, DType::fp16};
+  const std::vector<DType> dts = {DType::bf16, DType::fp16};
   const std::vector<int32_t> lens = {0, 1, 20, 63, 64, 65, 140, static_cast<int32_t>(max_len)};
   std::vector<Case> all;
   for (int64_t b : bs)
@@ -107,7 +107,7 @@ std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed, bool 
                       {6, 4, 16, 2, 1, true, DType::fp16, 0, false},
                       {2, 1, 128, 1, 64, false, DType::bf16, static_cast<int32_t>(max_len), false}};
   for (const A& x : absorb) {
-    if (hopper_only && (x.dt != DType::bf16 || x.page != 64 || x.hkv != 1)) continue;
+    if (hopper_only && (x.page != 64 || x.hkv != 1)) continue;
     Case c;
     c.p.variant = Variant::absorb;
     c.p.batch = x.b;
