@@ -185,10 +185,10 @@ if has stalls; then
     timeout 300 ncu --clock-control none -k regex:hopper_decode --launch-skip 2 --launch-count 1 --metrics \
 sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,\
 l1tex__data_bank_reads.avg.pct_of_peak_sustained_elapsed,l1tex__data_bank_writes.avg.pct_of_peak_sustained_elapsed,\
-lts__t_sector_hit_rate.pct,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum,\
+lts__t_sector_hit_rate.pct,lts__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum,\
 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
         "$BENCH" "$CONFIG" --case "$c" --iters 1 --warmup 2 > "$OUT/stalls_case$c.txt" 2>&1
-    note "stalls case $c: rc $?; $(grep -E 'hmma|bank_|hit_rate|dram__|duration' "$OUT/stalls_case$c.txt" | tr -s ' ' | tr '\n' ';')"
+    note "stalls case $c: rc $?; $(grep -E 'hmma|bank_|hit_rate|lts__throughput|dram__|duration' "$OUT/stalls_case$c.txt" | tr -s ' ' | tr '\n' ';')"
   done
 fi
 if has times; then
