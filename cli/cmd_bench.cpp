@@ -4,10 +4,9 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
-#include <iterator>
 #include <optional>
 
-#include "anchors.hpp"
+#include "anchor_choice.hpp"
 #include "commands.hpp"
 #include "device_tensors.hpp"
 #include "mla/metrics.hpp"
@@ -25,6 +24,7 @@ struct BenchOptions {
   int warmup = 3, iters = 20;
   bool anchors = false;
   int anchor_case = -1;  // with --anchors: only this row of the table (0-based); -1: every row
+  std::string anchor_gpu = "auto";  // with --anchors: whose FlashMLA figures (see anchor_choice.hpp)
   std::string json;
 };
 
@@ -146,10 +146,14 @@ void bench_one(const BenchOptions& o) {
   }
 }
 
-// The ANCHORS.md table: every case (or row --anchor-case), its ratio to FlashMLA's time, and
-// its share of the copy and matmul ceilings, both measured on this device in this run.
+// The FlashMLA table of this GPU (or of --anchor-gpu): every case (or row --anchor-case), its
+// ratio to FlashMLA's time, and its share of the copy and matmul ceilings, both measured on
+// this device in this run.
 void bench_anchors(const BenchOptions& o) {
   auto device = open_from(o.config);
+  const AnchorChoice choice = choose_anchor_table(o.anchor_gpu, device->hardware_name(), device->name());
+  const AnchorTable& table = *choice.table;
+  if (o.anchor_case >= 0) check_anchor_case(table, o.anchor_case);
   const double copy_gbps = copy_ceiling_gbps(*device);
   const std::optional<double> matmul_tflops = device->measure_matmul_tflops();
   std::cout << "device " << device->name() << "; ceilings measured now: copy " << format_number(copy_gbps, 0)
@@ -157,12 +161,15 @@ void bench_anchors(const BenchOptions& o) {
             << (matmul_tflops ? format_number(*matmul_tflops, 0) + " TFLOP/s"
                               : std::string("none (this device cannot measure one)"))
             << "\n"
-            << "| case | b | s_q | h_q | len | us | GB/s | TFLOP/s | FlashMLA us | vs FlashMLA | of copy ceiling "
-               "| of matmul ceiling | kernel |\n";
+            << "anchor table " << table.key << ": FlashMLA on the " << table.gpu << " (" << table.measured
+            << "; ceilings there: copy " << table.copy_gbps << " GB/s, bf16 matmul " << table.matmul_tflops
+            << " TFLOP/s), because " << choice.why << "\n"
+            << "| case | b | s_q | h_q | len | us | GB/s | TFLOP/s | FlashMLA " << table.gpu
+            << " us | vs FlashMLA | of copy ceiling | of matmul ceiling | kernel |\n";
   nlohmann::json rows = nlohmann::json::array();
-  for (int index = 0; index < static_cast<int>(std::size(kAnchorCases)); ++index) {
+  for (int index = 0; index < static_cast<int>(table.cases.size()); ++index) {
     if (o.anchor_case >= 0 && index != o.anchor_case) continue;
-    const AnchorCase& a = kAnchorCases[index];
+    const AnchorCase& a = table.cases[static_cast<size_t>(index)];
     ShapeOptions s = o.shape;
     s.batch = a.batch;
     s.s_q = a.s_q;
@@ -190,13 +197,24 @@ void bench_anchors(const BenchOptions& o) {
     j["fraction_of_matmul_ceiling"] = fraction_json(r.tflops(), matmul_tflops);
     rows.push_back(j);
   }
-  std::cout << "(vs FlashMLA > 1 means faster than FlashMLA's ANCHORS.md time on the H100; the ceilings are this "
-               "device's, measured before the table)\n";
+  std::cout << "(vs FlashMLA = FlashMLA's time on the " << table.gpu << " (anchor table " << table.key
+            << ") / this time: above 1 is faster"
+            << (choice.same_gpu ? std::string() : std::string("; this device is not an ") + table.gpu)
+            << ". The ceilings are this device's, measured before the table)\n";
   if (!o.json.empty()) {
     const nlohmann::json matmul = matmul_tflops ? nlohmann::json(*matmul_tflops) : nlohmann::json(nullptr);
     write_json_file(o.json, {{"device", device->name()},
+                             {"hardware", device->hardware_name()},
                              {"copy_ceiling_gbps", copy_gbps},
                              {"matmul_ceiling_tflops", matmul},
+                             {"anchor_gpu", table.key},
+                             {"anchor_same_gpu", choice.same_gpu},
+                             {"anchor_choice", choice.why},
+                             {"anchor_table",
+                              {{"gpu", table.gpu},
+                               {"measured", table.measured},
+                               {"copy_ceiling_gbps", table.copy_gbps},
+                               {"matmul_ceiling_tflops", table.matmul_tflops}}},
                              {"rows", rows}});
   }
 }
@@ -211,11 +229,20 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--warmup", o.warmup, "Runs before timing (at least 1 is made: it sizes the timed batches)")->check(CLI::Range(0, 10000));
   cmd->add_option("--iters", o.iters, "Timed runs")->check(CLI::Range(1, 100000));
   auto* anchors = cmd->add_flag("--anchors", o.anchors,
-                                "Run every case of the ANCHORS.md table (shape flags ignored) with ratios to FlashMLA "
-                                "and to the copy and matmul ceilings measured in the same run");
+                                "Run every case of FlashMLA's table for this GPU (shape flags ignored) with ratios to "
+                                "FlashMLA and to the copy and matmul ceilings measured in the same run");
+  // The table is known only once the device is open (auto): the range here is the longest
+  // table's, and bench_anchors checks the chosen one.
   cmd->add_option("--anchor-case", o.anchor_case,
                   "With --anchors: only row I of the table (0-based), e.g. under a profiler")
-      ->check(CLI::Range(0, static_cast<int>(std::size(kAnchorCases)) - 1))
+      ->check(CLI::Range(0, max_anchor_cases() - 1))
+      ->needs(anchors);
+  std::vector<std::string> gpus = {"auto"};
+  for (const AnchorTable& t : kAnchorTables) gpus.emplace_back(t.key);
+  cmd->add_option("--anchor-gpu", o.anchor_gpu,
+                  "With --anchors: whose FlashMLA figures: auto (the table of the GPU this runs on; the H200's on "
+                  "any other device) or a table's GPU")
+      ->check(CLI::IsMember(gpus))
       ->needs(anchors);
   cmd->add_option("--json", o.json, "Write the result as JSON to this file");
   cmd->callback([] { o.anchors ? bench_anchors(o) : bench_one(o); });

@@ -406,6 +406,7 @@ class CudaDevice final : public Device {
 
   [[nodiscard]] std::string backend_name() const override { return "cuda"; }
   [[nodiscard]] std::string name() const override { return name_; }
+  [[nodiscard]] std::string hardware_name() const override { return info_.prop.name; }
   [[nodiscard]] MemorySpace memory_space() const override { return MemorySpace::device; }
 
   void* allocate(size_t bytes) override {

@@ -144,6 +144,28 @@ TEST_CASE("cuda device measures its matmul ceiling", "[cuda]") {
   CHECK(*tflops < 10000);  // and no GPU yet does 10 PFLOP/s dense
 }
 
+TEST_CASE("the shipped cuda configs open on this GPU and report its hardware name", "[cuda]") {
+  const std::string reason = why_unavailable();
+  if (!reason.empty()) {
+    WARN("skipped: " + reason);
+    return;
+  }
+  // Both configs run on whatever GPU is present: the config's name is a label, the hardware
+  // name is what the driver says (and what `mla bench --anchors` picks its table by).
+  std::string availability;
+  for (const auto& b : mla::list_backends())
+    if (b.name == "cuda") availability = b.availability.reason;
+  for (const char* file : {"h100_sxm.json", "h200_sxm.json"}) {
+    const std::string path = std::string(MLA_SOURCE_DIR) + "/configs/" + file;
+    INFO(path);
+    auto dev = mla::open_device_from_file(path);
+    CHECK(dev->name() == mla::read_config_file(path)["name"].get<std::string>());
+    const std::string hardware = dev->hardware_name();
+    CHECK_FALSE(hardware.empty());
+    CHECK_THAT(availability, Catch::Contains(": " + hardware + " (sm_"));  // as `mla backends` shows it
+  }
+}
+
 TEST_CASE("cuda plan refuses what it cannot run, with a reason", "[cuda]") {
   const std::string reason = why_unavailable();
   if (!reason.empty()) {

@@ -81,6 +81,10 @@ class Device {
   virtual ~Device() = default;
   [[nodiscard]] virtual std::string backend_name() const = 0;
   [[nodiscard]] virtual std::string name() const = 0;  // the config's "name"
+  // (optional) The hardware as its driver names it (the cuda backend: "NVIDIA H200"), which
+  // the config's free-text `name` need not match: a tool that keeps per-GPU reference figures
+  // asks this. Empty (the default) for host and simulated devices.
+  [[nodiscard]] virtual std::string hardware_name() const { return {}; }
   [[nodiscard]] virtual MemorySpace memory_space() const = 0;
 
   // Validates the problem, then asks the backend for a plan. Throws Error(unsupported) with
