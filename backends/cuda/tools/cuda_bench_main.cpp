@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "anchors.hpp"  // cli/: the FlashMLA tables
 #include "ceilings.hpp"
 #include "device_inputs.hpp"
 #include "mla/error.hpp"
@@ -24,33 +25,19 @@ using namespace mla;
 
 namespace {
 
-struct BenchCase {
-  const char* name;
-  int64_t b, s_q, h_q, len;
-  bool varlen, causal;
-  double flashmla_us;  // FlashMLA bf16 on the H200
-  double triton_us;    // 0 where not measured
-};
-
-// FlashMLA: ANCHORS.md's H200 table (2026-11-29, CUDA-graph timing, the same process).
-// Triton: LightLLM's Triton MLA decode, measured on the H100 only (2026-11-22).
-const BenchCase kCases[] = {
-    {"mem h16 4k", 128, 1, 16, 4096, false, false, 147.0, 0},
-    {"mem h16 8k", 128, 1, 16, 8192, false, false, 286.1, 1350},
-    {"mem h32 8k", 128, 1, 32, 8192, false, false, 290.0, 0},
-    {"mem h64 8k", 128, 1, 64, 8192, false, false, 300.9, 0},
-    {"bal h128 8k", 128, 1, 128, 8192, false, false, 483.3, 4881},
-    {"bal h128 8k varlen", 128, 1, 128, 8192, true, false, 487.9, 0},
-    {"cmp s_q2 8k", 128, 2, 128, 8192, true, true, 924.5, 0},
-    {"cmp s_q2 16k", 128, 2, 128, 16384, true, true, 1819.6, 0},
-    {"cmp s_q2 32k", 128, 2, 128, 32768, true, true, 3654.1, 0},
-    {"small b2 h128 32k", 2, 1, 128, 32768, false, false, 49.6, 825},
-    {"small b8 h16 64k", 8, 1, 16, 65536, false, false, 152.0, 865},
-    {"b1 h128 64k", 1, 1, 128, 65536, false, false, 52.9, 0},
-    {"b64 h128 4k", 64, 1, 128, 4096, false, false, 115.6, 0},
-    {"mtp s_q4 h32 4k", 32, 4, 32, 4096, true, true, 81.7, 0},
-    {"b16 h16 16k varlen", 16, 1, 16, 16384, true, false, 95.7, 0},
-};
+// The rows: FlashMLA's H200 table of `mla bench --anchors` (one copy of the figures for both
+// tools). Triton (LightLLM's Triton MLA decode) was measured on the H100 only, on the rows of
+// this table it shares with the H100 one.
+const auto& kCases = mla::cli::kH200Cases;
+double triton_us(int index) {
+  switch (index) {
+    case 1: return 1350;   // b128 h16 8k
+    case 4: return 4881;   // b128 h128 8k
+    case 9: return 825;    // b2 h128 32k
+    case 10: return 865;   // b8 h16 64k
+    default: return 0;     // not measured
+  }
+}
 
 template <typename Fn>
 double median_us(Fn&& fn, cudaStream_t stream, int warmup, int iters) {
@@ -111,19 +98,19 @@ int main(int argc, char** argv) {
     std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     bool first = true;
     for (int index = 0; index < static_cast<int>(std::size(kCases)); ++index) {
-      const BenchCase& c = kCases[index];
-      if (which == "quick" && c.len > 8192) continue;
+      const mla::cli::AnchorCase& c = kCases[index];
+      if (which == "quick" && c.seqlen > 8192) continue;
       if (!only.empty() && only.find("," + std::to_string(index) + ",") == std::string::npos) continue;
       Problem p;
-      p.batch = c.b;
+      p.batch = c.batch;
       p.s_q = c.s_q;
-      p.h_q = c.h_q;
+      p.h_q = c.heads;
       p.causal = c.causal;
       p.page_size = 64;
       p.dtype = dtype;
       p.kv.dtype = dtype;
       InputSpec spec;
-      spec.seqlen = c.len;
+      spec.seqlen = c.seqlen;
       spec.varlen = c.varlen;
       spec.seed = 11;
       cuda_tools::DeviceTensors store(*device);
@@ -136,11 +123,11 @@ int main(int argc, char** argv) {
       const double flops = anchor_flops(in.problem, in.mean_seqlen);
       const double gbps = bytes / (us * 1e-6) / 1e9, tflops = flops / (us * 1e-6) / 1e12;
       const double vs_fm = c.flashmla_us / us;  // >1: faster than FlashMLA
-      const double vs_tr = c.triton_us > 0 ? c.triton_us / us : 0;
+      const double vs_tr = triton_us(index) > 0 ? triton_us(index) / us : 0;
       char tr[32] = "-";
       if (vs_tr > 0) std::snprintf(tr, sizeof tr, "%.2fx", vs_tr);
       std::printf("| %s | %lld | %lld | %lld | %s%lld | %.1f | %.0f | %.1f | %.2fx | %s | %.2f | %.2f | %.1f | %s |\n",
-                  c.name, (long long)c.b, (long long)c.s_q, (long long)c.h_q, c.varlen ? "~" : "", (long long)c.len,
+                  c.label, (long long)c.batch, (long long)c.s_q, (long long)c.heads, c.varlen ? "~" : "", (long long)c.seqlen,
                   us, gbps, tflops, vs_fm, tr, gbps / copy_gbps, tflops / mm_tflops, sched_us,
                   plan->kernel_name().c_str());
       std::fflush(stdout);
@@ -149,8 +136,8 @@ int main(int argc, char** argv) {
                     "%s{\"case\":\"%s\",\"b\":%lld,\"s_q\":%lld,\"h_q\":%lld,\"len\":%lld,\"varlen\":%s,\"mean_len\":%.1f,"
                     "\"us\":%.2f,\"gbps\":%.1f,\"tflops\":%.2f,\"flashmla_us\":%.0f,\"triton_us\":%.0f,\"sched_us\":%.2f,"
                     "\"kernel\":\"%s\",\"dtype\":\"%s\"}",
-                    first ? "" : ",", c.name, (long long)c.b, (long long)c.s_q, (long long)c.h_q, (long long)c.len,
-                    c.varlen ? "true" : "false", in.mean_seqlen, us, gbps, tflops, c.flashmla_us, c.triton_us, sched_us,
+                    first ? "" : ",", c.label, (long long)c.batch, (long long)c.s_q, (long long)c.heads, (long long)c.seqlen,
+                    c.varlen ? "true" : "false", in.mean_seqlen, us, gbps, tflops, c.flashmla_us, triton_us(index), sched_us,
                     plan->kernel_name().c_str(), dtype_name(dtype));
       json += buf;
       first = false;
