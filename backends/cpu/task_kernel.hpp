@@ -38,6 +38,7 @@ struct TaskScratch {
   std::vector<int32_t> visible;
   std::vector<const void*> key_rows;
   std::vector<const float*> f32_rows, f32_shifted;
+  std::vector<const uint16_t*> bf16_q, bf16_rows, bf16_shifted;  // bf16 rows as raw bits
 };
 
 using TaskKernel = void (*)(const TaskArgs& args, TaskScratch& scratch);

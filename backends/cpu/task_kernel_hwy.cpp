@@ -7,13 +7,15 @@
 //   many rows (>= one vector):  S^T[key][m] = sum_k Q^T[k][m] * K[key][k], query rows along the
 //       lanes, one key element broadcast per FMA (the same layout as the AVX-512 BF16 kernel);
 //   few rows (< one vector):    each score is a dot product along the head dimension, vectors
-//       filled from the key rows, so no lane is wasted on missing heads;
+//       filled from the key rows, so no lane is wasted on missing heads; bf16 keys and values
+//       are then read straight from the cache (no widened tile);
 //   P.V:                        O[m][d] += P[key][m] * V[key][d], vectors along d.
 // Vectors live in named variables, never arrays: SVE vectors are sizeless and cannot be.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "task_kernel_hwy.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
 
@@ -193,9 +195,66 @@ void score_few_rows(const float* HWY_RESTRICT q, size_t ld, int rows, const floa
   }
 }
 
-// acc[m + r][c0 .. c0 + C*N) += sum_j P[j][m + r] * V[j][c0 ..]: R x C accumulators.
-template <int R, int C>
-HWY_INLINE void pv_block(const float* HWY_RESTRICT P, size_t p_stride, const float* const* values, int n,
+// N values as fp32: widened tiles are already fp32; bf16 rows (raw bits) are widened here.
+HWY_INLINE VF load_f32(DF df, const float* p) { return hn::LoadU(df, p); }
+HWY_INLINE VF load_f32(DF df, const uint16_t* p) {
+  const hn::Rebind<hwy::bfloat16_t, DF> dh;
+  return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::bfloat16_t*>(p)));
+}
+
+// Few rows of bf16: the same dot products straight from the cache rows, without widening the
+// tile first (for one or two heads the widening pass, not the arithmetic, would be the cost).
+// ReorderWidenMulAccumulate multiplies bf16 pairs into two fp32 sums per key. The one-lane
+// scalar fallback has no bf16 pairs; it widens the tile like the other dtypes.
+#if HWY_TARGET == HWY_SCALAR
+constexpr bool kDirectBf16 = false;
+void score_few_rows_bf16(const uint16_t* const*, int, int, const uint16_t* const*, int, float*, size_t) {}
+#else
+constexpr bool kDirectBf16 = true;
+void score_few_rows_bf16(const uint16_t* const* q, int rows, int d, const uint16_t* const* keys, int n, float* S,
+                         size_t s_stride) {
+  const DF df;
+  const hn::Repartition<hwy::bfloat16_t, DF> dh;
+  const int NH = static_cast<int>(hn::Lanes(dh));
+  const int full = d / NH * NH;
+  const VF z = hn::Zero(df);
+  auto ld = [&](const uint16_t* p) { return hn::LoadU(dh, reinterpret_cast<const hwy::bfloat16_t*>(p)); };
+  auto tail = [&](const uint16_t* x, const uint16_t* y) {
+    float t = 0;
+    for (int i = full; i < d; ++i) t += bf16_to_float(x[i]) * bf16_to_float(y[i]);
+    return t;
+  };
+  for (int r = 0; r < rows; ++r) {
+    const uint16_t* qr = q[r];
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+      VF a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
+      for (int x = 0; x < full; x += NH) {
+        const auto w = ld(qr + x);
+        a0 = hn::ReorderWidenMulAccumulate(df, w, ld(keys[j] + x), a0, b0);
+        a1 = hn::ReorderWidenMulAccumulate(df, w, ld(keys[j + 1] + x), a1, b1);
+        a2 = hn::ReorderWidenMulAccumulate(df, w, ld(keys[j + 2] + x), a2, b2);
+        a3 = hn::ReorderWidenMulAccumulate(df, w, ld(keys[j + 3] + x), a3, b3);
+      }
+      float* s = S + static_cast<size_t>(j) * s_stride + r;
+      s[0] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, b0))) + tail(qr, keys[j]);
+      s[s_stride] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a1, b1))) + tail(qr, keys[j + 1]);
+      s[2 * s_stride] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a2, b2))) + tail(qr, keys[j + 2]);
+      s[3 * s_stride] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a3, b3))) + tail(qr, keys[j + 3]);
+    }
+    for (; j < n; ++j) {
+      VF a0 = z, b0 = z;
+      for (int x = 0; x < full; x += NH) a0 = hn::ReorderWidenMulAccumulate(df, ld(qr + x), ld(keys[j] + x), a0, b0);
+      S[static_cast<size_t>(j) * s_stride + r] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, b0))) + tail(qr, keys[j]);
+    }
+  }
+}
+#endif
+
+// acc[m + r][c0 .. c0 + C*N) += sum_j P[j][m + r] * V[j][c0 ..]: R x C accumulators. Values
+// are fp32 (widened tile) or bf16 (few rows: read straight from the cache).
+template <int R, int C, typename T>
+HWY_INLINE void pv_block(const float* HWY_RESTRICT P, size_t p_stride, const T* const* values, int n,
                          float* HWY_RESTRICT acc, size_t acc_stride) {
   const DF df;
   const size_t N = hn::Lanes(df);
@@ -213,12 +272,12 @@ HWY_INLINE void pv_block(const float* HWY_RESTRICT P, size_t p_stride, const flo
   MLA_PV_LOAD(0) MLA_PV_LOAD(1) MLA_PV_LOAD(2) MLA_PV_LOAD(3) MLA_PV_LOAD(4) MLA_PV_LOAD(5)
 #undef MLA_PV_LOAD
   for (int j = 0; j < n; ++j) {
-    const float* v = values[j];
+    const T* v = values[j];
     const float* p = P + static_cast<size_t>(j) * p_stride;
-    const VF v0 = hn::LoadU(df, v);
-    const VF v1 = C > 1 ? hn::LoadU(df, v + N) : z;
-    const VF v2 = C > 2 ? hn::LoadU(df, v + 2 * N) : z;
-    const VF v3 = C > 3 ? hn::LoadU(df, v + 3 * N) : z;
+    const VF v0 = load_f32(df, v);
+    const VF v1 = C > 1 ? load_f32(df, v + N) : z;
+    const VF v2 = C > 2 ? load_f32(df, v + 2 * N) : z;
+    const VF v3 = C > 3 ? load_f32(df, v + 3 * N) : z;
 #define MLA_PV_ROW(r)                                             \
   if constexpr (R > r) {                                          \
     const VF w = hn::Set(df, p[r]);                               \
@@ -243,9 +302,9 @@ HWY_INLINE void pv_block(const float* HWY_RESTRICT P, size_t p_stride, const flo
 }
 
 // R rows of the accumulator over every column: C-vector blocks, then single vectors.
-template <int R>
-void pv_rows(const float* P, size_t p_stride, const float* const* values, int n, size_t cols, float* acc,
-             size_t acc_stride, const float** shifted) {
+template <int R, typename T>
+void pv_rows(const float* P, size_t p_stride, const T* const* values, int n, size_t cols, float* acc,
+             size_t acc_stride, const T** shifted) {
   const size_t N = hn::Lanes(DF());
   size_t c = 0;
   for (; c + kPvCols * N <= cols; c += kPvCols * N) {
@@ -258,8 +317,9 @@ void pv_rows(const float* P, size_t p_stride, const float* const* values, int n,
   }
 }
 
-void accumulate_values(const float* P, size_t p_stride, const float* const* values, int n, int rows, size_t cols,
-                       float* acc, const float** shifted) {
+template <typename T>
+void accumulate_values(const float* P, size_t p_stride, const T* const* values, int n, int rows, size_t cols,
+                       float* acc, const T** shifted) {
   int m = 0;
   for (; m + kPvRows <= rows; m += kPvRows) pv_rows<kPvRows>(P + m, p_stride, values, n, cols, acc + m * cols, cols, shifted);
   float* a = acc + static_cast<size_t>(m) * cols;
@@ -320,6 +380,9 @@ void RunTask(const TaskArgs& a, TaskScratch& s) {
   const size_t cols = round_up(static_cast<size_t>(a.d_v), N);  // accumulator columns
   const size_t m_pad = round_up(static_cast<size_t>(rows), N);
   const bool few_rows = static_cast<size_t>(rows) < N;
+  // Few bf16 rows read keys and values straight from the cache rows (values up to `cols`, so
+  // the rounded-up columns must stay inside the row).
+  const bool direct_bf16 = kDirectBf16 && few_rows && a.dtype == DType::bf16 && cols <= static_cast<size_t>(d_qk);
   const size_t esize = dtype_size(a.dtype);
 
   // Queries: row-major (few rows) or transposed Q^T[k][m] (rows in lanes).
@@ -339,6 +402,10 @@ void RunTask(const TaskArgs& a, TaskScratch& s) {
   s.scores.resize(static_cast<size_t>(tile) * m_pad);
   s.f32_rows.resize(static_cast<size_t>(tile));
   s.f32_shifted.resize(static_cast<size_t>(tile));
+  s.bf16_rows.resize(static_cast<size_t>(tile));
+  s.bf16_shifted.resize(static_cast<size_t>(tile));
+  s.bf16_q.resize(static_cast<size_t>(rows));
+  for (int r = 0; r < rows; ++r) s.bf16_q[static_cast<size_t>(r)] = static_cast<const uint16_t*>(a.q_rows[r]);
 
   int64_t end = a.begin;  // no key past the last one any row may see
   for (int r = 0; r < rows; ++r) {
@@ -346,21 +413,38 @@ void RunTask(const TaskArgs& a, TaskScratch& s) {
     end = std::max(end, std::min(a.end, a.visible[r]));
   }
 
+  // Cache-row addresses of token t: KV pages are scattered, so the hardware prefetcher loses
+  // the stream at every tile; the next tile's rows are prefetched while this one is widened.
+  auto key_row = [&](int64_t token) {
+    const int64_t block = a.block_row[token / a.page_size];
+    const int64_t off = block * a.block_stride + (token % a.page_size) * a.token_stride + a.head_offset;
+    return static_cast<const char*>(a.kv) + off * static_cast<int64_t>(esize);
+  };
+  const size_t row_bytes = static_cast<size_t>(d_qk) * esize;
   for (int64_t n0 = a.begin; n0 < end; n0 += tile) {
     const int n = static_cast<int>(std::min<int64_t>(tile, end - n0));
+    const int64_t next = n0 + tile;
     const float** keys = s.f32_rows.data();
+    const uint16_t** raw = s.bf16_rows.data();
     for (int j = 0; j < n; ++j) {
-      const int64_t token = n0 + j;
-      const int64_t block = a.block_row[token / a.page_size];
-      const int64_t off = block * a.block_stride + (token % a.page_size) * a.token_stride + a.head_offset;
+      if (next + j < end) {
+        const char* ahead = key_row(next + j);
+        for (size_t b = 0; b < row_bytes; b += 64) hwy::Prefetch(ahead + b);
+      }
+      if (direct_bf16) {
+        raw[j] = reinterpret_cast<const uint16_t*>(key_row(n0 + j));
+        continue;
+      }
       float* dst = &s.kv_f32[static_cast<size_t>(j) * ld];
-      widen(static_cast<const char*>(a.kv) + off * static_cast<int64_t>(esize), a.dtype, d_qk, dst);
+      widen(key_row(n0 + j), a.dtype, d_qk, dst);
       std::fill(dst + d_qk, dst + ld, 0.0f);
       keys[j] = dst;
     }
 
     float* S = s.scores.data();
-    if (few_rows) {
+    if (direct_bf16) {
+      score_few_rows_bf16(s.bf16_q.data(), rows, d_qk, raw, n, S, m_pad);
+    } else if (few_rows) {
       score_few_rows<2>(s.q_f32.data(), ld, rows, keys, n, S, m_pad);
       if (rows % 2) {
         const int r = rows - 1;
@@ -384,7 +468,8 @@ void RunTask(const TaskArgs& a, TaskScratch& s) {
       const VF va = hn::Set(df, al);
       for (size_t c = 0; c < cols; c += N) hn::StoreU(hn::Mul(hn::LoadU(df, o + c), va), df, o + c);
     }
-    accumulate_values(S, m_pad, keys, n, rows, cols, s.acc.data(), s.f32_shifted.data());
+    if (direct_bf16) accumulate_values(S, m_pad, raw, n, rows, cols, s.acc.data(), s.bf16_shifted.data());
+    else accumulate_values(S, m_pad, keys, n, rows, cols, s.acc.data(), s.f32_shifted.data());
   }
 
   for (int r = 0; r < rows; ++r) {
