@@ -6,8 +6,8 @@
 #include <tbb/info.h>
 
 #include "cpu_config.hpp"
-#include "task_kernel.hpp"
 #include "fast_decode.hpp"
+#include "simd_targets.hpp"
 #include "mla/error.hpp"
 #include "mla/host_device.hpp"
 #include "mla/host_tensor.hpp"
@@ -31,30 +31,26 @@ class CpuSchedule final : public Schedule {
   mutable Workspace workspace_;  // grown on first use, reused by later runs of the step
 };
 
+// The task kernel a plan runs, its name in results and why it was chosen.
+struct KernelChoice {
+  TaskKernel run = nullptr;
+  std::string name;
+  std::string why;
+};
+
 class CpuPlan final : public Plan {
  public:
-  CpuPlan(const Problem& problem, CpuConfig config, int threads, bool use_avx512)
-      : Plan(problem), config_(std::move(config)), threads_(threads), use_avx512_(use_avx512) {}
+  CpuPlan(const Problem& problem, CpuConfig config, int threads, KernelChoice kernel)
+      : Plan(problem), config_(std::move(config)), threads_(threads), kernel_(std::move(kernel)) {}
 
   [[nodiscard]] std::string backend_name() const override { return "cpu"; }
   [[nodiscard]] std::string kernel_name() const override {
-    if (config_.path == "reference") return "cpu_reference_f64";
-    return use_avx512_ ? "cpu_flash_decode_avx512bf16" : "cpu_flash_decode_portable";
+    return config_.path == "reference" ? "cpu_reference_f64" : kernel_.name;
   }
   [[nodiscard]] std::string explain() const override {
     std::ostringstream os;
-    if (config_.path == "reference") {
-      os << "config cpu.path = reference: float64 loops";
-    } else {
-      os << "flash decoding over " << config_.kv_tile_tokens << "-token KV tiles on " << threads_ << " threads; ";
-      if (use_avx512_) os << "AVX-512 BF16 dot products (bf16 inputs and the CPU has avx512_bf16)";
-      else if (problem().dtype != DType::bf16 || problem().kv.dtype != DType::bf16)
-        os << "portable fp32 path (dtype is not bf16)";
-      else if (config_.isa == "portable") os << "portable fp32 path (config cpu.isa = portable)";
-      else if (problem().d_qk() % 2 != 0 || problem().d_v() % 64 != 0)
-        os << "portable fp32 path (AVX-512 kernel needs even d_qk and d_v a multiple of 64)";
-      else os << "portable fp32 path (this CPU lacks avx512_bf16)";
-    }
+    if (config_.path == "reference") os << "config cpu.path = reference: float64 loops";
+    else os << "flash decoding over " << config_.kv_tile_tokens << "-token KV tiles on " << threads_ << " threads; " << kernel_.why;
     return os.str();
   }
   [[nodiscard]] size_t workspace_bytes() const override {
@@ -76,7 +72,7 @@ class CpuPlan final : public Plan {
     if (config_.path == "reference") {
       run_reference(args);
     } else {
-      fast_decode(problem(), args, cpu_schedule->split(), cpu_schedule->workspace(), config_, threads_, use_avx512_);
+      fast_decode(problem(), args, cpu_schedule->split(), cpu_schedule->workspace(), config_, threads_, kernel_.run);
     }
     RunResult r;
     r.backend = backend_name();
@@ -105,8 +101,47 @@ class CpuPlan final : public Plan {
 
   CpuConfig config_;
   int threads_;
-  bool use_avx512_;
+  KernelChoice kernel_;
 };
+
+KernelChoice highway_choice(const SimdKernel& k, const std::string& why) {
+  return {k.run, "cpu_flash_decode_hwy_" + k.target, "Highway kernel, " + k.target + " target (" + why + ")"};
+}
+
+// cpu.isa and the CPU decide. "auto" takes Highway's pick for this CPU, except that where the
+// pick is AVX-512 and the CPU has avx512_bf16 the native bf16 dot-product kernel runs instead
+// (it is about twice as fast as fp32 FMAs) for tasks of at least one full vector of rows.
+KernelChoice choose_kernel(const Problem& p, const CpuConfig& config) {
+  const bool bf16_kernel_fits = p.dtype == DType::bf16 && p.d_qk() % 2 == 0 && p.d_v() % 64 == 0;
+  const KernelChoice bf16{&run_task_avx512_bf16, "cpu_flash_decode_avx512bf16",
+                          "AVX-512 BF16 dot products (bf16 inputs and the CPU has avx512_bf16)"};
+  if (config.isa == "avx512_bf16") {
+    if (!cpu_has_avx512_bf16())
+      fail(ErrorCode::unsupported, "cpu: config cpu.isa = avx512_bf16 but this CPU lacks avx512_bf16");
+    if (bf16_kernel_fits) return bf16;
+    return highway_choice(best_simd_kernel(), "the AVX-512 BF16 kernel needs bf16 inputs, even d_qk and d_v a multiple of 64");
+  }
+  if (config.isa == "portable") return highway_choice(portable_simd_kernel(), "config cpu.isa = portable");
+  if (config.isa != "auto") {
+    const SimdKernel k = simd_kernel_for(config.isa);
+    if (!k.run) {
+      std::string runnable;
+      for (const std::string& t : runnable_simd_targets()) runnable += (runnable.empty() ? "" : ", ") + t;
+      fail(ErrorCode::unsupported, "cpu: config cpu.isa = " + config.isa +
+                                       " but this build or CPU cannot run that target (runnable: " + runnable + ")");
+    }
+    return highway_choice(k, "config cpu.isa = " + config.isa);
+  }
+  const SimdKernel best = best_simd_kernel();
+  if (!best_simd_target_is_avx512() || !cpu_has_avx512_bf16())
+    return highway_choice(best, "the best target this CPU runs");
+  if (!bf16_kernel_fits)
+    return highway_choice(best, "the AVX-512 BF16 kernel needs bf16 inputs, even d_qk and d_v a multiple of 64");
+  if (rows_per_task(p) < 16)
+    return highway_choice(best, "fewer than 16 query rows per task: the BF16 kernel would leave lanes empty");
+  return bf16;
+}
+
 
 class CpuDevice final : public HostDevice {
  public:
@@ -124,12 +159,8 @@ class CpuDevice final : public HostDevice {
     if (problem.kv.dtype != problem.dtype)
       fail(ErrorCode::unsupported, std::string("cpu: kv dtype ") + dtype_name(problem.kv.dtype) +
                                        " must equal the query dtype " + dtype_name(problem.dtype));
-    // The AVX-512 kernel packs head dimensions in pairs and values in 64-wide chunks.
-    bool avx = config_.path == "fast" && config_.isa != "portable" && problem.dtype == DType::bf16 &&
-               problem.d_qk() % 2 == 0 && problem.d_v() % 64 == 0 && cpu_has_avx512_bf16();
-    if (config_.isa == "avx512_bf16" && !cpu_has_avx512_bf16())
-      fail(ErrorCode::unsupported, "cpu: config cpu.isa = avx512_bf16 but this CPU lacks avx512_bf16");
-    return std::make_unique<CpuPlan>(problem, config_, threads_, avx);
+    KernelChoice kernel = choose_kernel(problem, config_);
+    return std::make_unique<CpuPlan>(problem, config_, threads_, std::move(kernel));
   }
 
  private:
@@ -146,8 +177,9 @@ BackendFactory make_cpu_backend_factory() {
   f.name = "cpu";
   f.description = "oneTBB CPU backend: float64 reference and flash-decoding fast path";
   f.availability = [] {
-    return Availability{true, std::to_string(tbb::info::default_concurrency()) + " threads" +
-                                  (cpu::cpu_has_avx512_bf16() ? ", avx512_bf16" : ", no avx512_bf16 (portable path)")};
+    return Availability{true, std::to_string(tbb::info::default_concurrency()) + " threads, SIMD target " +
+                                  cpu::best_simd_kernel().target +
+                                  (cpu::cpu_has_avx512_bf16() ? ", avx512_bf16" : ", no avx512_bf16")};
   };
   f.parse_config = [](ConfigReader& root) -> std::any { return cpu::parse_cpu_config(root); };
   f.open = [](const std::any& parsed, const std::string& name) -> std::unique_ptr<Device> {

@@ -10,7 +10,6 @@
 #include <tbb/task_arena.h>
 
 #include "mla/error.hpp"
-#include "task_kernel.hpp"
 
 namespace mla::cpu {
 
@@ -84,6 +83,8 @@ void project_outputs(const Problem& p, const RunArgs& a, const Workspace& ws) {
 
 }  // namespace
 
+int64_t rows_per_task(const Problem& p) { return heads_per_task(p) * p.s_q; }
+
 bool SplitPlan::matches(const int32_t* lens) const {
   return std::equal(seqlens.begin(), seqlens.end(), lens);
 }
@@ -139,7 +140,7 @@ size_t fast_workspace_bytes(const Problem& p, const CpuConfig&, int threads) {
 }
 
 void fast_decode(const Problem& p, const RunArgs& args, const SplitPlan& split, Workspace& ws, const CpuConfig& config,
-                 int threads, bool use_avx512) {
+                 int threads, TaskKernel kernel) {
   const int64_t hpt = split.heads_per_task, group = p.heads_per_kv();
   const int64_t chunks_per_kv = (group + hpt - 1) / hpt;
   const int64_t d_v = p.d_v();
@@ -207,8 +208,7 @@ void fast_decode(const Problem& p, const RunArgs& args, const SplitPlan& split, 
       ta.dtype = p.dtype;
       ta.out = out.data();
       ta.lse = lse.data();
-      if (use_avx512) run_task_avx512_bf16(ta, scratch.local());
-      else run_task_portable(ta, scratch.local());
+      kernel(ta, scratch.local());
 
       const int64_t slot = split.partial_index[static_cast<size_t>(task.seq)];
       for (int64_t hh = 0; hh < heads; ++hh)

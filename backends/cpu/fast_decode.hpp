@@ -9,6 +9,7 @@
 #include "cpu_config.hpp"
 #include "mla/host_tensor.hpp"
 #include "mla/problem.hpp"
+#include "task_kernel.hpp"
 
 namespace mla::cpu {
 
@@ -32,9 +33,11 @@ struct Workspace {
   std::vector<float> o_latent;     // absorb: [b, s_q, h_q, d_c]
 };
 
+// Query rows of a full task: heads of one KV group times query tokens, at most 128.
+int64_t rows_per_task(const Problem& problem);
 SplitPlan plan_splits(const Problem& problem, const int32_t* seqlens, const CpuConfig& config, int threads);
 size_t fast_workspace_bytes(const Problem& problem, const CpuConfig& config, int threads);
 void fast_decode(const Problem& problem, const RunArgs& args, const SplitPlan& split, Workspace& workspace,
-                 const CpuConfig& config, int threads, bool use_avx512);
+                 const CpuConfig& config, int threads, TaskKernel kernel);
 
 }  // namespace mla::cpu

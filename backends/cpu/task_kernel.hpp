@@ -1,6 +1,7 @@
 // One unit of CPU work: a group of query rows (heads sharing one KV head, times query tokens)
 // against a range of one sequence's keys, with online softmax over KV tiles. Two
-// implementations: AVX-512 BF16 (bf16 inputs) and portable fp32 (any float dtype).
+// implementations: AVX-512 BF16 (bf16 inputs, CPUs with avx512_bf16) and the Highway one
+// (fp32 arithmetic, any float dtype, one copy per SIMD target; simd_targets.hpp picks it).
 #pragma once
 
 #include <cstdint>
@@ -31,14 +32,17 @@ struct TaskArgs {
 
 // Buffers a thread reuses across tasks.
 struct TaskScratch {
-  std::vector<float> acc, scores, row_max, row_sum;
+  std::vector<float> acc, scores, row_max, row_sum, alpha;
   std::vector<uint32_t> q_packed, p_packed, v_packed;
-  std::vector<float> q_f32, kv_f32;
+  std::vector<float> q_f32, q_t, kv_f32;
+  std::vector<int32_t> visible;
   std::vector<const void*> key_rows;
+  std::vector<const float*> f32_rows, f32_shifted;
+  std::vector<const uint16_t*> bf16_q, bf16_rows, bf16_shifted;  // bf16 rows as raw bits
 };
 
-bool cpu_has_avx512_bf16();
+using TaskKernel = void (*)(const TaskArgs& args, TaskScratch& scratch);
+
 void run_task_avx512_bf16(const TaskArgs& args, TaskScratch& scratch);
-void run_task_portable(const TaskArgs& args, TaskScratch& scratch);
 
 }  // namespace mla::cpu

@@ -5,6 +5,18 @@
 //            cache row, so keys need no repacking)
 //   values:  O[m][d]     += sum_np P[np][m] . V[np][d]      (two key rows interleaved per tile)
 // vdpbf16ps multiplies bf16 pairs and accumulates in fp32.
+#include "task_kernel.hpp"
+
+#if !defined(__AVX512BF16__)
+#include "mla/error.hpp"
+
+namespace mla::cpu {
+// Not an x86 build: cpu_has_avx512_bf16() is false, so the kernel is never chosen.
+void run_task_avx512_bf16(const TaskArgs&, TaskScratch&) {
+  fail(ErrorCode::internal, "cpu: the AVX-512 BF16 kernel is not built for this architecture");
+}
+}  // namespace mla::cpu
+#else
 #include <immintrin.h>
 
 #include <algorithm>
@@ -249,3 +261,4 @@ void run_task_avx512_bf16(const TaskArgs& a, TaskScratch& s) {
 }
 
 }  // namespace mla::cpu
+#endif  // __AVX512BF16__

@@ -12,6 +12,7 @@
 #include "partition.hpp"
 #include "report.hpp"
 #include "sim_config.hpp"
+#include "tile_math.hpp"
 #include "step_model.hpp"
 #include "trace_writer.hpp"
 
@@ -54,7 +55,8 @@ class SimPlan final : public Plan {
     std::ostringstream os;
     os << "simulated NPU: " << config_.chip.cores << " cores per chip, " << config_.topology.cards << " cards x "
        << config_.topology.chips_per_card << " chips, tensor parallel " << config_.topology.tensor_parallel << "; partition "
-       << config_.kernel.partition << (config_.kernel.partition == "auto" ? " (chosen per step by simulating each)" : "");
+       << config_.kernel.partition << (config_.kernel.partition == "auto" ? " (chosen per step by simulating each)" : "")
+       << "; functional tile math on the host's " << tile_math_for_this_cpu().target << " SIMD target";
     for (const StrategyFit& f : fits_) {
       os << "\n  " << strategy_name(f.strategy) << ": ";
       if (f.tiling)

@@ -1,6 +1,6 @@
-// The BDC's arithmetic on fp32 tiles, written as plain loops over fixed-width blocks that the
-// compiler vectorises. The same source is compiled twice (tile_math_portable.cpp and, for CPUs
-// that have it, tile_math_avx512.cpp); tile_math_for_this_cpu() picks one at run time.
+// The BDC's arithmetic on fp32 tiles. One source over Highway (tile_math_hwy.cpp), compiled for
+// every SIMD target of the architecture; tile_math_for_this_cpu() returns Highway's pick for
+// this CPU (hwy::SetSupportedTargetsForTest changes the pick, which is how tests cover each).
 #pragma once
 
 #include <cstdint>
@@ -17,14 +17,14 @@ struct TileMath {
   // dst[c] += sum_k x[k] * w[k * ldw + c] for k < depth, c < width; w in `dtype` (projection
   // weights); `row` is scratch of `width` floats.
   void (*project)(const float* x, int depth, const void* w, int64_t ldw, DType dtype, int width, float* dst, float* row);
+  // n elements of a float tensor (bf16 / fp16 / fp32) to fp32.
+  void (*widen)(const void* src, DType dtype, int64_t n, float* dst);
+  const char* target;  // the Highway target these were compiled for ("AVX3", "AVX2", "NEON", ...)
 };
 
-const TileMath& tile_math_portable();
-const TileMath& tile_math_avx512();  // only call when cpu_has_avx512() is true
-bool cpu_has_avx512();
 const TileMath& tile_math_for_this_cpu();
 
-// n elements of a float tensor (bf16 / fp16 / fp32) to fp32.
+// n elements of a float tensor (bf16 / fp16 / fp32) to fp32, with this CPU's tile math.
 void convert_to_f32(const void* src, DType dtype, int64_t n, float* dst);
 
 }  // namespace mla::sim_tpu

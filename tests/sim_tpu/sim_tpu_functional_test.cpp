@@ -3,10 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <string>
+
+#include <hwy/targets.h>
 #include <sstream>
 
 #include "mla/compare.hpp"
 #include "mla/reference.hpp"
+#include "sim_tpu/tile_math.hpp"
 #include "sim_tpu_helpers.hpp"
 
 using namespace mla;
@@ -80,6 +84,23 @@ TEST_CASE("sim_tpu matches the reference for every partition and buffering mode"
       const nlohmann::json config = small_config(partition, db);
       for (const Case& c : grid()) check_case(config, c);
     }
+}
+
+TEST_CASE("sim_tpu tile math matches the reference on every SIMD target this CPU runs", "[sim_tpu][simd]") {
+  int covered = 0;
+  for (int64_t rest = hwy::SupportedTargets(); rest != 0; rest &= rest - 1) {
+    const int64_t target = rest & -rest;
+    hwy::SetSupportedTargetsForTest(target);
+    // A target the backend was not built for (SSSE3 is left out) falls back to a lower one.
+    const bool built = std::string(mla::sim_tpu::tile_math_for_this_cpu().target) == hwy::TargetName(target);
+    if (built) {
+      ++covered;
+      INFO("forced target " << hwy::TargetName(target));
+      for (const Case& c : grid()) check_case(small_config("auto", true), c);
+    }
+    hwy::SetSupportedTargetsForTest(0);
+  }
+  CHECK(covered >= 2);  // at least the best target and the fallback
 }
 
 TEST_CASE("sim_tpu matches the reference with automatic tile sizes on the shipped configs", "[sim_tpu]") {

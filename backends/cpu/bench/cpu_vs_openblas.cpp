@@ -44,13 +44,14 @@ int main(int argc, char** argv) {
   CLI::App app{"cpu backend vs OpenBLAS sgemm at the matching GEMM shapes"};
   int64_t batch = 8, heads = 128, seqlen = 4096;
   int iters = 7, warmup = 2;
-  std::string json;
+  std::string json, isa = "auto";
   app.add_option("--batch", batch);
   app.add_option("--heads", heads);
   app.add_option("--seqlen", seqlen);
   app.add_option("--iters", iters);
   app.add_option("--warmup", warmup);
   app.add_option("--json", json, "Write the figures as JSON here");
+  app.add_option("--isa", isa, "cpu.isa for the mla side: auto, avx512_bf16, portable or a Highway target (avx2, ...)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -60,7 +61,9 @@ int main(int argc, char** argv) {
     mla::InputSpec spec;
     spec.seqlen = seqlen;
     mla::HostInputs in = mla::make_random_inputs(p, spec);
-    auto device = mla::open_device(mla::default_config());
+    nlohmann::json config = mla::default_config();
+    config["cpu"]["isa"] = isa;
+    auto device = mla::open_device(config);
     auto plan = device->plan(in.problem);
     auto schedule = plan->schedule(in.cache_seqlens.view());
     const mla::RunArgs args = in.args();
