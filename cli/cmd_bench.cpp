@@ -12,7 +12,9 @@
 #include "device_tensors.hpp"
 #include "mla/metrics.hpp"
 #include "mla/validate.hpp"
+#include "memory_budget.hpp"
 #include "options.hpp"
+#include "output_files.hpp"
 #include "report.hpp"
 
 namespace mla::cli {
@@ -26,6 +28,7 @@ struct BenchOptions {
   bool anchors = false;
   int anchor_case = -1;  // with --anchors: only this row of the table (0-based); -1: every row
   std::string json;
+  MemoryOptions memory;
 };
 
 double median(std::vector<double> v) {
@@ -43,11 +46,15 @@ struct BenchRow {
   [[nodiscard]] double tflops() const { return flops / seconds / 1e12; }
 };
 
-BenchRow bench_case(Device& device, const ShapeOptions& shape, int warmup, int iters) {
+BenchRow bench_case(Device& device, const ShapeOptions& shape, int warmup, int iters, const MemoryOptions& memory) {
   Problem base = shape.problem();
   validate_problem(base);
+  std::vector<int32_t> lens;
+  const Problem sized = random_inputs_problem(base, shape.spec(), &lens);
+  auto plan = device.plan(sized);
+  const int64_t longest = lens.empty() ? 0 : *std::max_element(lens.begin(), lens.end());
+  memory.check(decode_memory(sized, longest, plan.get(), false), "this benchmark");
   HostInputs in = make_random_inputs(base, shape.spec());
-  auto plan = device.plan(in.problem);
   DeviceTensors tensors(device, in);
   auto schedule = plan->schedule(tensors.args().cache_seqlens);
   std::vector<double> wall, modelled;
@@ -128,9 +135,9 @@ std::string fraction_cell(double value, std::optional<double> ceiling) {
   return ceiling ? format_number(value / *ceiling, 2) : "-";
 }
 
-void bench_one(const BenchOptions& o) {
+void bench_one(const BenchOptions& o, OutputFiles& files) {
   auto device = open_from(o.config);
-  BenchRow r = bench_case(*device, o.shape, o.warmup, o.iters);
+  BenchRow r = bench_case(*device, o.shape, o.warmup, o.iters, o.memory);
   std::cout << "backend " << r.backend << ", kernel " << r.kernel << "\n"
             << "problem " << r.problem << ", mean length " << format_number(r.mean_seqlen, 1) << "\n"
             << "| time (us) | GB/s | TFLOP/s | GFLOP/s | " << (r.simulated ? "simulator wall (us) |" : "min (us) |") << "\n"
@@ -142,13 +149,13 @@ void bench_one(const BenchOptions& o) {
     nlohmann::json j = row_json(r);
     j["device"] = device->name();
     j["iterations"] = o.iters;
-    write_json_file(o.json, j);
+    files.write("--json", json_body(j));
   }
 }
 
 // The ANCHORS.md table: every case (or row --anchor-case), its ratio to FlashMLA's time, and
 // its share of the copy and matmul ceilings, both measured on this device in this run.
-void bench_anchors(const BenchOptions& o) {
+void bench_anchors(const BenchOptions& o, OutputFiles& files) {
   auto device = open_from(o.config);
   const double copy_gbps = copy_ceiling_gbps(*device);
   const std::optional<double> matmul_tflops = device->measure_matmul_tflops();
@@ -174,7 +181,7 @@ void bench_anchors(const BenchOptions& o) {
     s.page_size = 64;
     s.dtype = "bf16";
     s.variant = "latent";
-    BenchRow r = bench_case(*device, s, o.warmup, o.iters);
+    BenchRow r = bench_case(*device, s, o.warmup, o.iters, o.memory);
     const double vs = a.flashmla_us / (r.seconds * 1e6);
     std::cout << "| " << a.label << " | " << a.batch << " | " << a.s_q << " | " << a.heads << " | "
               << (a.varlen ? "~" : "") << a.seqlen << " | " << format_number(r.seconds * 1e6, 1) << " | "
@@ -194,10 +201,10 @@ void bench_anchors(const BenchOptions& o) {
                "device's, measured before the table)\n";
   if (!o.json.empty()) {
     const nlohmann::json matmul = matmul_tflops ? nlohmann::json(*matmul_tflops) : nlohmann::json(nullptr);
-    write_json_file(o.json, {{"device", device->name()},
+    files.write("--json", json_body({{"device", device->name()},
                              {"copy_ceiling_gbps", copy_gbps},
                              {"matmul_ceiling_tflops", matmul},
-                             {"rows", rows}});
+                             {"rows", rows}}));
   }
 }
 
@@ -218,7 +225,20 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::Range(0, static_cast<int>(std::size(kAnchorCases)) - 1))
       ->needs(anchors);
   cmd->add_option("--json", o.json, "Write the result as JSON to this file");
-  cmd->callback([] { o.anchors ? bench_anchors(o) : bench_one(o); });
+  o.memory.add_to(*cmd);
+  cmd->callback([] {
+    // Output paths are checked before the benchmark runs; the files appear only if it completes.
+    OutputFiles files;
+    files.output("--json", o.json);
+    files.output("--trace", o.config.trace_file);
+    files.input("--config", o.config.path);
+    files.open();
+    BenchOptions run = o;
+    if (files.wants("--trace")) run.config.trace_file = files.write_path("--trace");
+    run.anchors ? bench_anchors(run, files) : bench_one(run, files);
+    if (files.wants("--trace")) files.written_elsewhere("--trace");
+    files.commit();
+  });
 }
 
 }  // namespace mla::cli

@@ -63,7 +63,7 @@ void add_config_rows(Table& t) {
         "/: expected an object, got array", kOutputs);
   t.cli("config", "file does not exist", "run --config no_such_config.json" + kRun, 2,
         "cannot open config file \"no_such_config.json\"", kOutputs);
-  t.cli("config", "a directory instead of a file", "run --config ." + kRun, 2, ".: not valid JSON", kOutputs);
+  t.cli("config", "a directory instead of a file", "run --config ." + kRun, 2, "cannot read config file \".\": it is a directory", kOutputs);
 
   // The simulated NPU's schema, by overriding one field of the shipped config.
   const std::string sim = std::string(MLA_SOURCE_DIR) + "/configs/sc11_fp300.json";

@@ -10,7 +10,7 @@
 
 namespace fs = std::filesystem;
 
-TEST_CASE("bad inputs are rejected cleanly; writes docs/robustness.md", "[robustness]") {
+TEST_CASE("bad inputs are rejected cleanly and docs/robustness.md is regenerated", "[robustness]") {
   mla::robustness::Table table(fs::temp_directory_path() / ("mla_robustness_" + std::to_string(getpid())));
   mla::robustness::add_config_rows(table);
   mla::robustness::add_argument_rows(table);
