@@ -140,7 +140,7 @@ std::vector<CompareCase> read_case_file(const std::string& path) {
   const std::string text = read_text_file(path, kMaxTextInputBytes, "cases file");
   nlohmann::json doc;
   try {
-    doc = nlohmann::json::parse(text);
+    doc = parse_json(text);
   } catch (const nlohmann::json::exception& e) {
     const std::string what = e.what();  // "[json.exception.parse_error.101] parse error at line 1, ..."
     const auto pos = what.find("] ");

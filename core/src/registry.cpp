@@ -121,7 +121,7 @@ std::unique_ptr<Device> open_device(const nlohmann::json& config) {
 nlohmann::json read_config_file(const std::string& path) {
   const std::string text = read_text_file(path, kMaxTextInputBytes, "config file");
   try {
-    return nlohmann::json::parse(text);
+    return parse_json(text);
   } catch (const nlohmann::json::exception& e) {
     // nlohmann's message names the line and column; keep only its own sentence.
     std::string what = e.what();

@@ -122,6 +122,9 @@ void add_limit_rows(Table& t) {
         "big.json: the config file has 16777217 bytes, more than the limit of 16777216 bytes");
   t.cli("limits", "cases file from an endless stream (/dev/zero)", "compare --configs " + kSim + " --cases /dev/zero", 2,
         "/dev/zero: the cases file goes on past the limit");
+  t.write_text("deep_cases.json", "{\"cases\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
+  t.cli("limits", "cases file with 100000 nested arrays", "compare --configs " + kSim + " --cases deep_cases.json", 2,
+        "deep_cases.json: cases file is not valid JSON: nesting deeper than 64 levels");
   t.cli("limits", "safetensors from /dev/zero (header length 0)", "run --inputs /dev/zero", 2,
         "/dev/zero: not a valid safetensors file: header is not a JSON object");
   t.cli("limits", "(setup) an inputs file", "run" + kSmall + " --save-inputs valid.safetensors", 0, "");
