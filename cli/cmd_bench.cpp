@@ -1,5 +1,5 @@
-// `mla bench`: warm-up, repeated runs, median time, GB/s and FLOP/s with the ANCHORS.md
-// conventions. Simulated backends report their modelled latency; others wall time around a
+// `mla bench`: warm-up, repeated runs, median time, GB/s and FLOP/s (bytes and FLOPs counted
+// as docs/results.md says). Simulated backends report their modelled latency; others wall time around a
 // synchronised run.
 #include <algorithm>
 #include <chrono>
@@ -11,7 +11,9 @@
 #include "device_tensors.hpp"
 #include "mla/metrics.hpp"
 #include "mla/validate.hpp"
+#include "memory_budget.hpp"
 #include "options.hpp"
+#include "output_files.hpp"
 #include "report.hpp"
 
 namespace mla::cli {
@@ -26,6 +28,7 @@ struct BenchOptions {
   int anchor_case = -1;  // with --anchors: only this row of the table (0-based); -1: every row
   std::string anchor_gpu = "auto";  // with --anchors: whose FlashMLA figures (see anchor_choice.hpp)
   std::string json;
+  MemoryOptions memory;
 };
 
 double median(std::vector<double> v) {
@@ -43,11 +46,15 @@ struct BenchRow {
   [[nodiscard]] double tflops() const { return flops / seconds / 1e12; }
 };
 
-BenchRow bench_case(Device& device, const ShapeOptions& shape, int warmup, int iters) {
+BenchRow bench_case(Device& device, const ShapeOptions& shape, int warmup, int iters, const MemoryOptions& memory) {
   Problem base = shape.problem();
   validate_problem(base);
+  std::vector<int32_t> lens;
+  const Problem sized = random_inputs_problem(base, shape.spec(), &lens);
+  auto plan = device.plan(sized);
+  const int64_t longest = lens.empty() ? 0 : *std::max_element(lens.begin(), lens.end());
+  memory.check(decode_memory(sized, longest, plan.get(), false), "this benchmark");
   HostInputs in = make_random_inputs(base, shape.spec());
-  auto plan = device.plan(in.problem);
   DeviceTensors tensors(device, in);
   auto schedule = plan->schedule(tensors.args().cache_seqlens);
   std::vector<double> wall, modelled;
@@ -128,9 +135,9 @@ std::string fraction_cell(double value, std::optional<double> ceiling) {
   return ceiling ? format_number(value / *ceiling, 2) : "-";
 }
 
-void bench_one(const BenchOptions& o) {
+void bench_one(const BenchOptions& o, OutputFiles& files) {
   auto device = open_from(o.config);
-  BenchRow r = bench_case(*device, o.shape, o.warmup, o.iters);
+  BenchRow r = bench_case(*device, o.shape, o.warmup, o.iters, o.memory);
   std::cout << "backend " << r.backend << ", kernel " << r.kernel << "\n"
             << "problem " << r.problem << ", mean length " << format_number(r.mean_seqlen, 1) << "\n"
             << "| time (us) | GB/s | TFLOP/s | GFLOP/s | " << (r.simulated ? "simulator wall (us) |" : "min (us) |") << "\n"
@@ -142,14 +149,14 @@ void bench_one(const BenchOptions& o) {
     nlohmann::json j = row_json(r);
     j["device"] = device->name();
     j["iterations"] = o.iters;
-    write_json_file(o.json, j);
+    files.write("--json", json_body(j));
   }
 }
 
 // The FlashMLA table of this GPU (or of --anchor-gpu): every case (or row --anchor-case), its
 // ratio to FlashMLA's time, and its share of the copy and matmul ceilings, both measured on
 // this device in this run.
-void bench_anchors(const BenchOptions& o) {
+void bench_anchors(const BenchOptions& o, OutputFiles& files) {
   auto device = open_from(o.config);
   const AnchorChoice choice = choose_anchor_table(o.anchor_gpu, device->hardware_name(), device->name());
   const AnchorTable& table = *choice.table;
@@ -181,7 +188,7 @@ void bench_anchors(const BenchOptions& o) {
     s.page_size = 64;
     s.dtype = "bf16";
     s.variant = "latent";
-    BenchRow r = bench_case(*device, s, o.warmup, o.iters);
+    BenchRow r = bench_case(*device, s, o.warmup, o.iters, o.memory);
     const double vs = a.flashmla_us / (r.seconds * 1e6);
     std::cout << "| " << a.label << " | " << a.batch << " | " << a.s_q << " | " << a.heads << " | "
               << (a.varlen ? "~" : "") << a.seqlen << " | " << format_number(r.seconds * 1e6, 1) << " | "
@@ -203,19 +210,19 @@ void bench_anchors(const BenchOptions& o) {
             << ". The ceilings are this device's, measured before the table)\n";
   if (!o.json.empty()) {
     const nlohmann::json matmul = matmul_tflops ? nlohmann::json(*matmul_tflops) : nlohmann::json(nullptr);
-    write_json_file(o.json, {{"device", device->name()},
-                             {"hardware", device->hardware_name()},
-                             {"copy_ceiling_gbps", copy_gbps},
-                             {"matmul_ceiling_tflops", matmul},
-                             {"anchor_gpu", table.key},
-                             {"anchor_same_gpu", choice.same_gpu},
-                             {"anchor_choice", choice.why},
-                             {"anchor_table",
-                              {{"gpu", table.gpu},
-                               {"measured", table.measured},
-                               {"copy_ceiling_gbps", table.copy_gbps},
-                               {"matmul_ceiling_tflops", table.matmul_tflops}}},
-                             {"rows", rows}});
+    files.write("--json", json_body({{"device", device->name()},
+                                     {"hardware", device->hardware_name()},
+                                     {"copy_ceiling_gbps", copy_gbps},
+                                     {"matmul_ceiling_tflops", matmul},
+                                     {"anchor_gpu", table.key},
+                                     {"anchor_same_gpu", choice.same_gpu},
+                                     {"anchor_choice", choice.why},
+                                     {"anchor_table",
+                                      {{"gpu", table.gpu},
+                                       {"measured", table.measured},
+                                       {"copy_ceiling_gbps", table.copy_gbps},
+                                       {"matmul_ceiling_tflops", table.matmul_tflops}}},
+                                     {"rows", rows}}));
   }
 }
 
@@ -223,7 +230,7 @@ void bench_anchors(const BenchOptions& o) {
 
 void add_bench_command(CLI::App& app) {
   static BenchOptions o;
-  auto* cmd = app.add_subcommand("bench", "Benchmark one shape: median time, GB/s, FLOP/s (ANCHORS.md conventions)");
+  auto* cmd = app.add_subcommand("bench", "Benchmark one shape: median time, GB/s, FLOP/s (conventions: docs/results.md)");
   o.config.add_to(*cmd, true);
   o.shape.add_to(*cmd);
   cmd->add_option("--warmup", o.warmup, "Runs before timing (at least 1 is made: it sizes the timed batches)")->check(CLI::Range(0, 10000));
@@ -245,7 +252,20 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember(gpus))
       ->needs(anchors);
   cmd->add_option("--json", o.json, "Write the result as JSON to this file");
-  cmd->callback([] { o.anchors ? bench_anchors(o) : bench_one(o); });
+  o.memory.add_to(*cmd);
+  cmd->callback([] {
+    // Output paths are checked before the benchmark runs; the files appear only if it completes.
+    OutputFiles files;
+    files.output("--json", o.json);
+    files.output("--trace", o.config.trace_file);
+    files.input("--config", o.config.path);
+    files.open();
+    BenchOptions run = o;
+    if (files.wants("--trace")) run.config.trace_file = files.write_path("--trace");
+    run.anchors ? bench_anchors(run, files) : bench_one(run, files);
+    if (files.wants("--trace")) files.written_elsewhere("--trace");
+    files.commit();
+  });
 }
 
 }  // namespace mla::cli

@@ -1,9 +1,8 @@
 // `mla compare`: the conformance harness. Identical inputs (random, poisoned) go through every
 // config; each output is compared with the float64 reference, computed once per case. See
 // docs/compare.md for the output and the exit codes.
+#include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <set>
 
@@ -11,9 +10,11 @@
 #include "compare_cases.hpp"
 #include "compare_report.hpp"
 #include "compare_runner.hpp"
+#include "memory_budget.hpp"
 #include "mla/error.hpp"
 #include "mla/reference.hpp"
 #include "mla/validate.hpp"
+#include "output_files.hpp"
 #include "report.hpp"
 
 namespace mla::cli {
@@ -28,17 +29,25 @@ struct CompareOptions {
   std::string json, junit;
   int repeat = 1;
   uint64_t seed = 1;
+  MemoryOptions memory;
 };
 
-// Fails now, not after an hour of cases, when an output file cannot be created.
-void check_writable(const std::string& path, const char* flag) {
-  if (path.empty()) return;
-  const std::string probe = path + ".partial";
-  {
-    std::ofstream out(probe, std::ios::trunc);
-    if (!out) fail(ErrorCode::io_error, std::string(flag) + ": cannot write \"" + path + "\"");
+// Every case's memory (tensors, reference, the copies --repeat compares with), checked before
+// the first case runs: a case over the limit would otherwise stop the run (or bring in the
+// OOM killer) after an hour of others. Backend workspaces are small next to these.
+void check_memory(const std::vector<CompareCase>& cases, int repeat,
+                  const MemoryOptions& memory) {
+  for (const CompareCase& c : cases) {
+    std::vector<int32_t> lens;
+    const Problem sized = random_inputs_problem(c.problem(), c.spec(), &lens);
+    const int64_t longest = lens.empty() ? 0 : *std::max_element(lens.begin(), lens.end());
+    MemoryEstimate need = decode_memory(sized, longest, nullptr, true);
+    if (repeat > 1)
+      need.add("copies of run 1's outputs", saturating_add(tensor_bytes(sized.dtype, {sized.batch, sized.s_q, sized.h_q,
+                                                                                     sized.out_width()}),
+                                                           tensor_bytes(DType::fp32, {sized.batch, sized.h_q, sized.s_q})));
+    memory.check(need, "case \"" + c.name + "\"");
   }
-  std::remove(probe.c_str());
 }
 
 std::vector<CompareCase> select(std::vector<CompareCase> cases, const std::vector<std::string>& only) {
@@ -56,10 +65,16 @@ double since(std::chrono::steady_clock::time_point start) {
 }
 
 void compare(const CompareOptions& o) {
-  check_writable(o.json, "--json");
-  check_writable(o.junit, "--junit");
+  // Fails now, not after an hour of cases, when an output file cannot be written.
+  OutputFiles files;
+  files.output("--json", o.json);
+  files.output("--junit", o.junit);
+  for (const auto& path : o.configs) files.input("--configs", path);
+  if (o.cases != "quick" && o.cases != "full") files.input("--cases", o.cases);
+  files.open();
   // Seeds are assigned over the whole set before --only filters it, so a case keeps its inputs.
   const std::vector<CompareCase> cases = select(load_cases(o.cases, o.seed), o.only);
+  check_memory(cases, o.repeat, o.memory);
   std::vector<Target> targets = open_targets(o.configs, o.sets);  // an invalid config stops here
   for (const auto& t : targets)
     if (!t.skip_reason.empty()) std::cerr << "mla compare: skipping " << t.path << ": " << t.skip_reason << "\n";
@@ -105,8 +120,12 @@ void compare(const CompareOptions& o) {
   }
   std::cout << (failures ? "FAILED: " : "OK: ") << failures << " failing of " << records.size() << " (case x config) in "
             << format_number(since(start), 1) << " s\n";
-  if (!o.json.empty()) write_json_file(o.json, results_json(targets, cases, records, o.cases, o.repeat));
-  if (!o.junit.empty()) write_junit(o.junit, targets, cases, records);
+  if (files.wants("--json")) files.write("--json", json_body(results_json(targets, cases, records, o.cases, o.repeat)));
+  if (files.wants("--junit")) {
+    const std::string xml = junit_xml(targets, cases, records);
+    files.write("--junit", [&](std::ostream& out) { out << xml; });
+  }
+  files.commit();
   // Failures first; a run where no config could run at all compared nothing: say so (exit 3).
   if (failures) exit_status() = 1;
   else if (ran == 0 && !records.empty()) {
@@ -131,6 +150,7 @@ void add_compare_command(CLI::App& app) {
   cmd->add_option("--seed", o.seed, "Base seed: a case without its own seed uses seed + its index");
   cmd->add_option("--json", o.json, "Write every result as JSON to this file");
   cmd->add_option("--junit", o.junit, "Write JUnit XML (a testcase per case and config) to this file");
+  o.memory.add_to(*cmd);
   cmd->callback([] { compare(o); });
 }
 

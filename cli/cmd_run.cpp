@@ -1,14 +1,18 @@
 // `mla run`: one decode on random or file inputs, optionally checked against the reference.
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 
 #include "commands.hpp"
 #include "device_tensors.hpp"
+#include "memory_budget.hpp"
 #include "mla/compare.hpp"
+#include "mla/error.hpp"
 #include "mla/metrics.hpp"
 #include "mla/reference.hpp"
 #include "mla/validate.hpp"
 #include "options.hpp"
+#include "output_files.hpp"
 #include "report.hpp"
 #include "tensor_files.hpp"
 
@@ -21,6 +25,7 @@ struct RunOptionsCli {
   ShapeOptions shape;
   std::string inputs, output, json, save_inputs_path;
   bool check = false, validate = false;
+  MemoryOptions memory;
 };
 
 nlohmann::json comparison_json(const Comparison& c) {
@@ -37,14 +42,48 @@ nlohmann::json comparison_json(const Comparison& c) {
 }
 
 void run(const RunOptionsCli& o) {
+  // Every output path is checked (and a regular file's temporary file created) before any
+  // work: a bad --json must not cost a whole run, nor leave the other outputs behind.
+  OutputFiles files;
+  files.output("--save-inputs", o.save_inputs_path);
+  files.output("--output", o.output);
+  files.output("--json", o.json);
+  files.output("--trace", o.config.trace_file);
+  files.input("--inputs", o.inputs);
+  files.input("--config", o.config.path);
+  files.open();
+
   // Shape errors first: nothing is allocated for a problem that cannot be valid.
   Problem base = o.shape.problem();
   if (o.inputs.empty()) validate_problem(base);
-  auto device = open_from(o.config);
-  HostInputs in = o.inputs.empty() ? make_random_inputs(base, o.shape.spec()) : load_inputs(o.inputs, base);
-  if (!o.save_inputs_path.empty()) save_inputs(o.save_inputs_path, in);
+  ConfigOptions config = o.config;
+  if (files.wants("--trace")) config.trace_file = files.write_path("--trace");
+  bool timing_only = false;
+  auto device = open_from(config, &timing_only);
+  if (timing_only && files.wants("--output"))
+    fail(ErrorCode::invalid_argument, "--output: the config is timing-only (kernel.timing_only), so the run computes "
+                                      "no outputs to write");
+  const bool check = o.check && !timing_only;
 
-  auto plan = device->plan(in.problem);
+  HostInputs in;
+  std::unique_ptr<Plan> plan;
+  if (o.inputs.empty()) {
+    // Sized and planned first, so a problem over the memory limit is refused before its
+    // tensors exist.
+    std::vector<int32_t> lens;
+    const Problem sized = random_inputs_problem(base, o.shape.spec(), &lens);
+    plan = device->plan(sized);
+    const int64_t longest = lens.empty() ? 0 : *std::max_element(lens.begin(), lens.end());
+    o.memory.check(decode_memory(sized, longest, plan.get(), check), "this run");
+    in = make_random_inputs(base, o.shape.spec());
+  } else {
+    in = load_inputs(o.inputs, o.shape, o.memory.limit());
+    plan = device->plan(in.problem);
+    const int64_t longest = in.seqlens.empty() ? 0 : *std::max_element(in.seqlens.begin(), in.seqlens.end());
+    o.memory.check(decode_memory(in.problem, longest, plan.get(), check), "this run");
+  }
+  if (files.wants("--save-inputs")) files.write("--save-inputs", [&](std::ostream& out) { save_inputs(out, in); });
+
   DeviceTensors tensors(*device, in);
   auto schedule = plan->schedule(tensors.args().cache_seqlens);
   auto start = std::chrono::steady_clock::now();
@@ -52,7 +91,9 @@ void run(const RunOptionsCli& o) {
   tensors.fetch_outputs(in);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   nlohmann::json report = parse_report(result);
-  const bool timing_only = report.is_object() && report.value("timing_only", false);
+  if (report.is_object() && report.value("timing_only", false) && files.wants("--output"))
+    fail(ErrorCode::internal, "--output: the backend ran timing-only although the config did not say so");
+  if (files.wants("--trace")) files.written_elsewhere("--trace");
 
   std::cout << "backend: " << result.backend << " (" << device->name() << ")\n"
             << "kernel:  " << result.kernel << "\n"
@@ -79,7 +120,7 @@ void run(const RunOptionsCli& o) {
                       {"simulated", result.simulated},
                       {"report", report}};
   if (o.check) {
-    if (timing_only) {
+    if (!check) {
       std::cout << "check: skipped (timing-only run computes no outputs)\n";
       j["check"] = "skipped: timing-only";
     } else {
@@ -90,8 +131,9 @@ void run(const RunOptionsCli& o) {
       if (!c.passed) exit_status() = 1;
     }
   }
-  if (!o.output.empty()) save_outputs(o.output, in);
-  if (!o.json.empty()) write_json_file(o.json, j);
+  if (files.wants("--output")) files.write("--output", [&](std::ostream& out) { save_outputs(out, in); });
+  if (files.wants("--json")) files.write("--json", json_body(j));
+  files.commit();
 }
 
 }  // namespace
@@ -101,6 +143,7 @@ void add_run_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "Run one decode on random inputs (shape flags) or on --inputs FILE.safetensors");
   o.config.add_to(*cmd, true);
   o.shape.add_to(*cmd);
+  o.memory.add_to(*cmd);
   cmd->add_option("--inputs", o.inputs, "Input tensors (safetensors): q | q_nope q_rope w_uk w_uv, kv_cache, block_table, cache_seqlens");
   cmd->add_option("--output", o.output, "Write out and lse to this safetensors file");
   cmd->add_option("--save-inputs", o.save_inputs_path, "Write the (random) inputs to this safetensors file");

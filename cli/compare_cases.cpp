@@ -1,7 +1,6 @@
 #include "compare_cases.hpp"
 
 #include <cstdio>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -9,6 +8,7 @@
 
 #include "mla/config.hpp"
 #include "mla/error.hpp"
+#include "mla/input_file.hpp"
 #include "mla/validate.hpp"
 
 namespace mla::cli {
@@ -137,13 +137,10 @@ std::vector<CompareCase> full_cases() {
 }
 
 std::vector<CompareCase> read_case_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail(ErrorCode::io_error, "cannot open cases file \"" + path + "\"");
-  std::stringstream text;
-  text << file.rdbuf();
+  const std::string text = read_text_file(path, kMaxTextInputBytes, "cases file");
   nlohmann::json doc;
   try {
-    doc = nlohmann::json::parse(text.str());
+    doc = parse_json(text);
   } catch (const nlohmann::json::exception& e) {
     const std::string what = e.what();  // "[json.exception.parse_error.101] parse error at line 1, ..."
     const auto pos = what.find("] ");

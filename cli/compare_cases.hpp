@@ -1,4 +1,4 @@
-// The cases `mla compare` runs: the built-in quick and full sets (DESIGN 7 grid) and cases
+// The cases `mla compare` runs: the built-in quick and full sets (the project's test grid, docs/compare.md) and cases
 // read from a user's JSON file. A case holds only what `mla run` can express with its shape
 // flags, so every case has a one-line `mla run` reproduction.
 #pragma once

@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include "mla/error.hpp"
-#include "mla/file_io.hpp"
 #include "report.hpp"
 
 namespace mla::cli {
@@ -172,7 +171,7 @@ nlohmann::json results_json(const std::vector<Target>& targets, const std::vecto
           {"results", results}, {"failures", failures},   {"case_count", cases.size()}};
 }
 
-void write_junit(const std::string& path, const std::vector<Target>& targets, const std::vector<CompareCase>& cases,
+std::string junit_xml(const std::vector<Target>& targets, const std::vector<CompareCase>& cases,
                  const std::vector<Record>& records) {
   std::ostringstream xml;
   xml << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"mla compare\">\n";
@@ -211,7 +210,7 @@ void write_junit(const std::string& path, const std::vector<Target>& targets, co
         << body.str() << "  </testsuite>\n";
   }
   xml << "</testsuites>\n";
-  write_file_atomically(path, [&](std::ostream& out) { out << xml.str(); });
+  return xml.str();
 }
 
 }  // namespace mla::cli

@@ -32,9 +32,8 @@ void print_summary(std::ostream& os, const std::vector<Target>& targets, const s
 nlohmann::json results_json(const std::vector<Target>& targets, const std::vector<CompareCase>& cases,
                             const std::vector<Record>& records, const std::string& cases_arg, int repeat);
 // One <testsuite> per config, one <testcase> per case; unsupported and skipped are <skipped>.
-// Written to a temporary file and renamed, so a failed write leaves no partial file.
-void write_junit(const std::string& path, const std::vector<Target>& targets, const std::vector<CompareCase>& cases,
-                 const std::vector<Record>& records);
+std::string junit_xml(const std::vector<Target>& targets, const std::vector<CompareCase>& cases,
+                      const std::vector<Record>& records);
 
 std::string shell_quote(const std::string& word);
 

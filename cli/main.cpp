@@ -1,5 +1,6 @@
 // The `mla` command. Exit status: 0 success, 1 a check failed, 2 bad input (arguments, config,
-// files), 3 the backend is unavailable or does not support the request, 4 device or internal error.
+// files), 3 the backend is unavailable, does not support the request, or the request does not
+// fit in memory (the device's, a modelled one, or the host limit), 4 device or internal error.
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -21,7 +22,10 @@ int exit_code_for(mla::ErrorCode code) {
     case mla::ErrorCode::invalid_argument:
     case mla::ErrorCode::invalid_config:
     case mla::ErrorCode::io_error: return 2;
+    // Not fitting in memory is a limit of this device (as `mla compare` reports it:
+    // "unsupported"), not a fault of the input or of the device.
     case mla::ErrorCode::unsupported:
+    case mla::ErrorCode::out_of_memory:
     case mla::ErrorCode::backend_unavailable: return 3;
     default: return 4;
   }
@@ -51,8 +55,9 @@ int main(int argc, char** argv) {
     std::cerr << "mla: error (" << mla::error_code_name(e.code()) << "): " << e.what() << "\n";
     return exit_code_for(e.code());
   } catch (const std::bad_alloc&) {
-    std::cerr << "mla: error (out_of_memory): the host ran out of memory\n";
-    return 4;
+    std::cerr << "mla: error (out_of_memory): the host ran out of memory (an allocation failed; --memory-limit "
+                 "bounds what a run may use)\n";
+    return 3;
   } catch (const std::exception& e) {
     std::cerr << "mla: error (internal): " << e.what() << "\n";
     return 4;

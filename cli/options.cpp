@@ -1,9 +1,11 @@
 #include "options.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
 #include "mla/error.hpp"
+#include "mla/registry.hpp"
 
 namespace mla::cli {
 
@@ -19,13 +21,34 @@ void ConfigOptions::add_to(CLI::App& app, bool with_sim_flags) {
 nlohmann::json ConfigOptions::load() const {
   nlohmann::json config = path.empty() ? default_config() : read_config_file(path);
   for (const auto& o : overrides) apply_override(config, o);
+  if (timing_only || !trace_file.empty()) {
+    // Said here, in the flag's words, rather than as the backend's "unknown key" later.
+    const std::string backend = config.is_object() && config.contains("backend") && config["backend"].is_string()
+                                    ? config["backend"].get<std::string>()
+                                    : std::string();
+    const auto sims = simulated_backends();
+    if (!backend.empty() && std::find(sims.begin(), sims.end(), backend) == sims.end()) {
+      std::string names;
+      for (const auto& s : sims) names += (names.empty() ? "" : ", ") + s;
+      fail(ErrorCode::invalid_argument, std::string(timing_only ? "--timing-only" : "--trace") +
+                                            ": only simulated backends (" + names + ") model time; " +
+                                            (path.empty() ? std::string("the default config") : path) +
+                                            " uses backend \"" + backend + "\"");
+    }
+  }
   if (timing_only) apply_override(config, "kernel.timing_only=true");
   if (!trace_file.empty()) config["trace_file"] = trace_file;
   return config;
 }
 
-std::unique_ptr<Device> open_from(const ConfigOptions& options) {
+bool is_timing_only(const nlohmann::json& config) {
+  const auto ptr = nlohmann::json::json_pointer("/kernel/timing_only");
+  return config.is_object() && config.contains(ptr) && config.at(ptr).is_boolean() && config.at(ptr).get<bool>();
+}
+
+std::unique_ptr<Device> open_from(const ConfigOptions& options, bool* timing_only) {
   nlohmann::json config = options.load();
+  if (timing_only) *timing_only = is_timing_only(config);
   try {
     return open_device(config);
   } catch (const Error& e) {
@@ -34,20 +57,42 @@ std::unique_ptr<Device> open_from(const ConfigOptions& options) {
 }
 
 void ShapeOptions::add_to(CLI::App& app) {
-  app.add_option("--batch,-b", batch, "Sequences in the batch")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--s-q", s_q, "Query tokens per sequence (speculative / MTP decoding when > 1)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1024}));
-  app.add_option("--heads", heads, "Query heads h_q")->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  app.add_option("--kv-heads", kv_heads, "Latent KV heads h_kv")->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  app.add_option("--seqlen", seqlen, "Tokens in each sequence's cache (the mean with --varlen)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
-  app.add_flag("--varlen", varlen, "Lengths drawn from max(Normal(seqlen, seqlen/2), s_q)");
-  app.add_flag("--causal", causal, "Causal mask among the s_q query tokens");
-  app.add_option("--page-size", page_size, "Tokens per KV block")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--dtype", dtype, "q / kv / out dtype")->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
-  app.add_option("--variant", variant, "latent (DESIGN 2.1) or absorb (2.2)")->check(CLI::IsMember({"latent", "absorb"}));
-  app.add_option("--softmax-scale", softmax_scale, "Softmax scale (0: 1/sqrt(d_qk), or 1/sqrt(d_nope+d_r) for absorb)");
-  app.add_option("--seed", seed, "Seed of the random inputs");
+  options_.clear();
+  auto keep = [&](const char* flag, const CLI::Option* option) { options_.emplace_back(flag, option); };
+  keep("--batch", app.add_option("--batch,-b", batch, "Sequences in the batch")->check(CLI::Range(int64_t{1}, int64_t{1} << 20)));
+  keep("--s-q", app.add_option("--s-q", s_q, "Query tokens per sequence (speculative / MTP decoding when > 1)")
+                    ->check(CLI::Range(int64_t{1}, int64_t{1024})));
+  keep("--heads", app.add_option("--heads", heads, "Query heads h_q")->check(CLI::Range(int64_t{1}, int64_t{4096})));
+  keep("--kv-heads",
+       app.add_option("--kv-heads", kv_heads, "Latent KV heads h_kv")->check(CLI::Range(int64_t{1}, int64_t{4096})));
+  keep("--seqlen", app.add_option("--seqlen", seqlen, "Tokens in each sequence's cache (the mean with --varlen)")
+                       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24)));
+  keep("--varlen", app.add_flag("--varlen", varlen, "Lengths drawn from max(Normal(seqlen, seqlen/2), s_q)"));
+  keep("--causal", app.add_flag("--causal", causal, "Causal mask among the s_q query tokens"));
+  keep("--page-size",
+       app.add_option("--page-size", page_size, "Tokens per KV block")->check(CLI::Range(int64_t{1}, int64_t{1} << 20)));
+  keep("--dtype", app.add_option("--dtype", dtype, "q / kv / out dtype")->check(CLI::IsMember({"bf16", "fp16", "fp32"})));
+  keep("--variant", app.add_option("--variant", variant,
+                                   "latent (attention over the latent cache with an absorbed query q) or absorb "
+                                   "(q_nope, q_rope and the up-projections w_uk, w_uv applied inside)")
+                        ->check(CLI::IsMember({"latent", "absorb"})));
+  keep("--softmax-scale", app.add_option("--softmax-scale", softmax_scale,
+                                         "Softmax scale (0: 1/sqrt(d_qk), or 1/sqrt(d_nope+d_r) for absorb)"));
+  keep("--seed", app.add_option("--seed", seed, "Seed of the random inputs"));
+}
+
+bool ShapeOptions::given(const std::string& flag) const {
+  for (const auto& [name, option] : options_)
+    if (name == flag) return option->count() > 0;
+  return false;
+}
+
+std::vector<std::string> ShapeOptions::given_shape_flags() const {
+  std::vector<std::string> out;
+  for (const auto& [name, option] : options_)
+    if (option->count() > 0 && name != "--variant" && name != "--causal" && name != "--softmax-scale")
+      out.push_back(name);
+  return out;
 }
 
 Problem ShapeOptions::problem() const {

@@ -20,8 +20,13 @@ struct ConfigOptions {
   bool timing_only = false;            // -> kernel.timing_only=true
   std::string trace_file;              // -> trace_file=...
   void add_to(CLI::App& app, bool with_sim_flags);
-  [[nodiscard]] nlohmann::json load() const;  // file (or default) with overrides applied
+  // The file (or the default) with the overrides applied. Error(invalid_argument) when
+  // --timing-only or --trace is given for a backend that is not a simulator.
+  [[nodiscard]] nlohmann::json load() const;
 };
+
+// True when the config asks a simulator for timing only (no outputs are computed).
+bool is_timing_only(const nlohmann::json& config);
 
 struct ShapeOptions {
   int64_t batch = 8, s_q = 1, heads = 128, kv_heads = 1, seqlen = 4096, page_size = 64;
@@ -30,13 +35,22 @@ struct ShapeOptions {
   float softmax_scale = 0.0f;
   uint64_t seed = 1;
   void add_to(CLI::App& app);
+  // The flags given on the command line that set the shape of random inputs (--batch, --s-q,
+  // --heads, --kv-heads, --seqlen, --varlen, --page-size, --dtype, --seed), which an inputs
+  // file already fixes; and whether --variant / --causal / --softmax-scale were given.
+  [[nodiscard]] std::vector<std::string> given_shape_flags() const;
+  [[nodiscard]] bool given(const std::string& flag) const;
   [[nodiscard]] Problem problem() const;  // num_blocks etc. filled by make_random_inputs
   [[nodiscard]] InputSpec spec() const;
   // "--variant latent --batch 2 ... --seed 7": the flags that give back this shape.
   [[nodiscard]] std::string flags() const;
+
+ private:
+  std::vector<std::pair<std::string, const CLI::Option*>> options_;  // set by add_to
 };
 
-// Opens the device named by the config; the errors carry the config path.
-std::unique_ptr<Device> open_from(const ConfigOptions& options);
+// Opens the device named by the config; the errors carry the config path. `timing_only`
+// (optional) tells whether the config computes no outputs.
+std::unique_ptr<Device> open_from(const ConfigOptions& options, bool* timing_only = nullptr);
 
 }  // namespace mla::cli

@@ -3,7 +3,6 @@
 #include <iostream>
 #include <sstream>
 
-#include "mla/file_io.hpp"
 
 namespace mla::cli {
 
@@ -19,8 +18,8 @@ void print_report_lines(const nlohmann::json& report) {
     if (line.is_string()) std::cout << "  " << line.get<std::string>() << "\n";
 }
 
-void write_json_file(const std::string& path, const nlohmann::json& value) {
-  write_file_atomically(path, [&](std::ostream& out) { out << value.dump(2) << "\n"; });
+std::function<void(std::ostream&)> json_body(const nlohmann::json& value) {
+  return [value](std::ostream& out) { out << value.dump(2) << "\n"; };
 }
 
 std::string format_number(double value, int precision) {

@@ -1,6 +1,8 @@
 // Printing results: a backend's report lines, and JSON files written whole or not at all.
 #pragma once
 
+#include <functional>
+#include <ostream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -13,8 +15,8 @@ namespace mla::cli {
 nlohmann::json parse_report(const RunResult& result);
 // Prints the "summary" lines of a backend report, indented.
 void print_report_lines(const nlohmann::json& report);
-// Writes `value` to `path` (via a temporary file renamed into place).
-void write_json_file(const std::string& path, const nlohmann::json& value);
+// The body that writes `value` as indented JSON (for OutputFiles::write).
+std::function<void(std::ostream&)> json_body(const nlohmann::json& value);
 std::string format_number(double value, int precision = 3);
 
 }  // namespace mla::cli

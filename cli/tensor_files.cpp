@@ -1,5 +1,8 @@
 #include "tensor_files.hpp"
 
+#include <cmath>
+#include <cstdio>
+
 #include "mla/error.hpp"
 #include "mla/safetensors.hpp"
 #include "mla/validate.hpp"
@@ -7,15 +10,89 @@
 namespace mla::cli {
 
 namespace {
+
 HostTensor take(TensorMap& tensors, const std::string& name, const std::string& path) {
   auto it = tensors.find(name);
   if (it == tensors.end()) fail(ErrorCode::invalid_argument, path + ": missing tensor \"" + name + "\"");
   return it->second;
 }
+
+// Metadata keys. "mla.format" marks a file written by save_inputs.
+constexpr const char* kFormat = "mla.format";
+constexpr const char* kVariant = "mla.variant";
+constexpr const char* kCausal = "mla.causal";
+constexpr const char* kScale = "mla.softmax_scale";
+constexpr const char* kSq = "mla.s_q";
+constexpr const char* kDr = "mla.d_r";
+
+std::string float_text(float x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(x));  // round-trips a float
+  return buf;
+}
+
+Metadata problem_metadata(const Problem& p) {
+  return {{kFormat, "1"},
+          {kVariant, variant_name(p.variant)},
+          {kCausal, p.causal ? "true" : "false"},
+          {kScale, float_text(p.softmax_scale)},
+          {kSq, std::to_string(p.s_q)},
+          {kDr, std::to_string(p.d_r)}};
+}
+
+[[noreturn]] void bad_metadata(const std::string& path, const std::string& key, const std::string& value) {
+  fail(ErrorCode::invalid_argument, path + ": metadata \"" + key + "\" has an invalid value \"" + value + "\"");
+}
+
+// The problem flags of the file's metadata, checked against the flags given with it.
+Problem problem_from_metadata(const std::string& path, const Metadata& meta, const ShapeOptions& shape) {
+  Problem p = shape.problem();
+  if (!meta.count(kFormat)) return p;  // not written by mla: the flags say what the tensors cannot
+  auto get = [&](const char* key) -> std::string {
+    auto it = meta.find(key);
+    if (it == meta.end()) fail(ErrorCode::invalid_argument, path + ": metadata \"" + key + "\" is missing");
+    return it->second;
+  };
+  auto conflict = [&](const std::string& flag, const std::string& file_value, const std::string& given) {
+    fail(ErrorCode::invalid_argument, flag + (given.empty() ? "" : " " + given) + " contradicts " + path + ", saved with " + file_value +
+                                          " (drop the flag to replay the file as saved)");
+  };
+  const std::string variant = get(kVariant), causal = get(kCausal), scale_text = get(kScale);
+  if (variant != "latent" && variant != "absorb") bad_metadata(path, kVariant, variant);
+  if (causal != "true" && causal != "false") bad_metadata(path, kCausal, causal);
+  float scale = 0;
+  try {
+    size_t used = 0;
+    scale = std::stof(scale_text, &used);
+    if (used != scale_text.size() || !std::isfinite(scale)) bad_metadata(path, kScale, scale_text);
+  } catch (const std::logic_error&) {
+    bad_metadata(path, kScale, scale_text);
+  }
+  if (shape.given("--variant") && shape.variant != variant) conflict("--variant", "--variant " + variant, shape.variant);
+  if (shape.given("--causal") && !shape.causal == (causal == "true")) conflict("--causal", causal == "true" ? "--causal" : "no --causal", "");
+  if (shape.given("--softmax-scale") && shape.softmax_scale != scale)
+    conflict("--softmax-scale", "--softmax-scale " + scale_text, float_text(shape.softmax_scale));
+  p.variant = variant == "absorb" ? Variant::absorb : Variant::latent;
+  p.causal = causal == "true";
+  p.softmax_scale = scale;
+  try {
+    p.d_r = std::stoll(get(kDr));
+  } catch (const std::logic_error&) {
+    bad_metadata(path, kDr, get(kDr));
+  }
+  return p;
+}
+
 }  // namespace
 
-HostInputs load_inputs(const std::string& path, const Problem& base) {
-  TensorMap tensors = read_safetensors(path);
+HostInputs load_inputs(const std::string& path, const ShapeOptions& shape, uint64_t max_bytes) {
+  const auto given = shape.given_shape_flags();
+  if (!given.empty())
+    fail(ErrorCode::invalid_argument, given.front() + " cannot be combined with --inputs: the file's tensors fix the " +
+                                          "shape, dtype and values (drop the flag)");
+  SafetensorsFile file = read_safetensors_file(path, max_bytes);
+  TensorMap& tensors = file.tensors;
+  const Problem base = problem_from_metadata(path, file.metadata, shape);
   HostInputs in;
   const bool absorb = base.variant == Variant::absorb;
   if (absorb) {
@@ -35,6 +112,9 @@ HostInputs load_inputs(const std::string& path, const Problem& base) {
   } catch (const Error& e) {
     throw Error(e.code(), path + ": " + e.what());
   }
+  if (auto it = file.metadata.find(kSq); it != file.metadata.end() && it->second != std::to_string(in.problem.s_q))
+    fail(ErrorCode::invalid_argument, path + ": metadata says s_q = " + it->second + " but the query tensor has s_q = " +
+                                          std::to_string(in.problem.s_q));
   const Problem& p = in.problem;
   try {
     // Check the file's tensors against each other before allocating outputs: an inconsistent
@@ -62,7 +142,7 @@ HostInputs load_inputs(const std::string& path, const Problem& base) {
   return in;
 }
 
-void save_inputs(const std::string& path, const HostInputs& in) {
+void save_inputs(std::ostream& out, const HostInputs& in) {
   TensorMap t;
   auto put = [&](const char* name, const HostTensor& x) {
     if (x.defined()) t.emplace(name, x);
@@ -75,11 +155,11 @@ void save_inputs(const std::string& path, const HostInputs& in) {
   put("kv_cache", in.kv_cache);
   put("block_table", in.block_table);
   put("cache_seqlens", in.cache_seqlens);
-  write_safetensors(path, t);
+  write_safetensors(out, t, problem_metadata(in.problem));
 }
 
-void save_outputs(const std::string& path, const HostInputs& in) {
-  write_safetensors(path, TensorMap{{"out", in.out}, {"lse", in.lse}});
+void save_outputs(std::ostream& out, const HostInputs& in) {
+  write_safetensors(out, TensorMap{{"out", in.out}, {"lse", in.lse}}, problem_metadata(in.problem));
 }
 
 }  // namespace mla::cli

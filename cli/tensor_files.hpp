@@ -1,17 +1,25 @@
-// Operator inputs and outputs as safetensors files (tensor names as in DESIGN 2.1 / 2.2).
+// Operator inputs and outputs as safetensors files. An inputs file carries the tensors and,
+// in its "__metadata__", what the tensors cannot say (variant, causal, softmax scale, d_r), so
+// `mla run --save-inputs F` then `mla run --inputs F` replays the same problem.
 #pragma once
 
+#include <cstdint>
+#include <ostream>
 #include <string>
 
 #include "mla/inputs.hpp"
+#include "options.hpp"
 
 namespace mla::cli {
 
 // Reads q, kv_cache, block_table, cache_seqlens (latent) or q_nope, q_rope, w_uk, w_uv,
-// kv_cache, block_table, cache_seqlens (absorb). The problem comes from the tensor shapes;
-// variant, causal and softmax_scale from `base`. Outputs are allocated and poisoned.
-HostInputs load_inputs(const std::string& path, const Problem& base);
-void save_inputs(const std::string& path, const HostInputs& inputs);
-void save_outputs(const std::string& path, const HostInputs& inputs);
+// kv_cache, block_table, cache_seqlens (absorb). The shapes come from the tensors; variant,
+// causal, softmax scale and d_r from the file's metadata, or from `shape`'s flags for a file
+// without it. Refused (Error(invalid_argument)): shape flags (--batch, --dtype, ...) given with
+// an inputs file, and --variant / --causal / --softmax-scale that contradict its metadata.
+// The file's tensors may take at most `max_bytes`. Outputs are allocated and poisoned.
+HostInputs load_inputs(const std::string& path, const ShapeOptions& shape, uint64_t max_bytes);
+void save_inputs(std::ostream& out, const HostInputs& inputs);
+void save_outputs(std::ostream& out, const HostInputs& inputs);
 
 }  // namespace mla::cli

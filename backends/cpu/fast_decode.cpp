@@ -10,6 +10,7 @@
 #include <tbb/task_arena.h>
 
 #include "mla/error.hpp"
+#include "mla/host_tensor.hpp"
 
 namespace mla::cpu {
 
@@ -17,6 +18,7 @@ namespace {
 
 constexpr int64_t kMaxRowsPerTask = 128;  // query rows sharing one pass over the keys
 constexpr int64_t kMinChunkTokens = 256;  // a split shorter than this costs more than it balances
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 int64_t heads_per_task(const Problem& p) {
   return std::clamp<int64_t>(kMaxRowsPerTask / p.s_q, 1, p.heads_per_kv());
@@ -209,6 +211,15 @@ void fast_decode(const Problem& p, const RunArgs& args, const SplitPlan& split, 
       ta.out = out.data();
       ta.lse = lse.data();
       kernel(ta, scratch.local());
+      // The contract (the float64 reference): a query row holding a NaN or an Inf gives NaN out
+      // and lse once it sees a key. The online softmax would not say so: its running max skips
+      // NaN scores, so such a row looks like one that saw nothing (out 0, lse +inf).
+      for (int r = 0; r < rows; ++r)
+        if (ta.begin < std::min(ta.end, visible[static_cast<size_t>(r)]) &&
+            has_nonfinite(q_rows[static_cast<size_t>(r)], q.dtype, p.d_qk())) {
+          std::fill_n(&out[static_cast<size_t>(r) * static_cast<size_t>(d_v)], d_v, kNaN);
+          lse[static_cast<size_t>(r)] = kNaN;
+        }
 
       const int64_t slot = split.partial_index[static_cast<size_t>(task.seq)];
       for (int64_t hh = 0; hh < heads; ++hh)
@@ -244,10 +255,15 @@ void fast_decode(const Problem& p, const RunArgs& args, const SplitPlan& split, 
       std::vector<float> merged(static_cast<size_t>(d_v));
       for (int64_t t = 0; t < p.s_q; ++t) {
         float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t s = 0; s < n; ++s) mx = std::max(mx, ws.partial_lse[static_cast<size_t>(((slot + s) * p.h_q + h) * p.s_q + t)]);
-        std::fill(merged.begin(), merged.end(), 0.0f);
-        float total_lse = std::numeric_limits<float>::infinity();
-        if (mx != -std::numeric_limits<float>::infinity()) {
+        bool nan = false;  // a NaN partial (a non-finite query) makes the row NaN, as in one piece
+        for (int64_t s = 0; s < n; ++s) {
+          const float x = ws.partial_lse[static_cast<size_t>(((slot + s) * p.h_q + h) * p.s_q + t)];
+          nan = nan || std::isnan(x);
+          mx = std::max(mx, x);
+        }
+        std::fill(merged.begin(), merged.end(), nan ? kNaN : 0.0f);
+        float total_lse = nan ? kNaN : std::numeric_limits<float>::infinity();
+        if (!nan && mx != -std::numeric_limits<float>::infinity()) {
           double sum = 0;
           for (int64_t s = 0; s < n; ++s) sum += std::exp(ws.partial_lse[static_cast<size_t>(((slot + s) * p.h_q + h) * p.s_q + t)] - mx);
           total_lse = mx + static_cast<float>(std::log(sum));

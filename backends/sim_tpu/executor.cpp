@@ -17,6 +17,7 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kPosInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 struct Scratch {
   std::vector<float> q, kv, scores, acc, row_max, row_sum, weight_row;
@@ -159,13 +160,21 @@ class Executor {
       const bool empty = sum == 0.0f;
       const float inv = empty ? 0.0f : 1.0f / sum;
       for (int64_t c = 0; c < d_v; ++c) acc[c] *= inv;
-      const float lse = empty ? kNegInf : s.row_max[static_cast<size_t>(r)] + std::log(sum);
+      float lse = empty ? kNegInf : s.row_max[static_cast<size_t>(r)] + std::log(sum);
+      // The contract (the float64 reference): a query row holding a NaN or an Inf gives NaN out
+      // and lse once it sees a key. The online softmax above would not: its running max skips
+      // NaN scores, so such a row looks like one that saw nothing (out 0, lse +inf).
+      if (w.begin < std::min<int64_t>(w.end, s.visible[static_cast<size_t>(r)]) &&
+          has_nonfinite(&s.q[static_cast<size_t>(r * d_qk)], DType::fp32, d_qk)) {
+        std::fill(acc, acc + d_v, kNaN);
+        lse = kNaN;
+      }
       if (w.partial_slot >= 0) {
         const int64_t row = w.partial_slot * partials_.rows_per_slot + (h - w.head_begin) * p_.s_q + t;
         std::copy(acc, acc + d_v, &partials_.out[static_cast<size_t>(row * d_v)]);
         partials_.lse[static_cast<size_t>(row)] = lse;
       } else {
-        write_output(w.seq, h, t, acc, empty ? kPosInf : lse, s);
+        write_output(w.seq, h, t, acc, empty && !std::isnan(lse) ? kPosInf : lse, s);
       }
     }
   }
@@ -193,11 +202,13 @@ class Executor {
       for (int64_t t = 0; t < p_.s_q; ++t) {
         const int64_t row_in_slot = (h - m.head_begin) * p_.s_q + t;
         float run_max = kNegInf, run_sum = 0;
+        bool nan = false;  // a NaN slice (a non-finite query) makes the row NaN, as in one piece
         std::fill(s.acc.begin(), s.acc.end(), 0.0f);
         for (int32_t k = 0; k < m.slots; ++k) {
           const int64_t row = (m.first_slot + k) * partials_.rows_per_slot + row_in_slot;
           const float lse = partials_.lse[static_cast<size_t>(row)];
-          if (lse == kNegInf) continue;
+          nan = nan || std::isnan(lse);
+          if (lse == kNegInf || nan) continue;
           const float new_max = std::max(run_max, lse);
           const float alpha = std::exp(run_max - new_max), beta = std::exp(lse - new_max);
           const float* o = &partials_.out[static_cast<size_t>(row * d_v)];
@@ -206,9 +217,9 @@ class Executor {
           run_max = new_max;
         }
         const bool empty = run_sum == 0.0f;
-        const float inv = empty ? 0.0f : 1.0f / run_sum;
+        const float inv = nan ? kNaN : empty ? 0.0f : 1.0f / run_sum;
         for (float& x : s.acc) x *= inv;
-        write_output(m.seq, h, t, s.acc.data(), empty ? kPosInf : run_max + std::log(run_sum), s);
+        write_output(m.seq, h, t, s.acc.data(), nan ? kNaN : empty ? kPosInf : run_max + std::log(run_sum), s);
       }
   }
 

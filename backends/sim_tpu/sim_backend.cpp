@@ -150,6 +150,7 @@ BackendFactory make_sim_tpu_backend_factory() {
   BackendFactory f;
   f.name = "sim_tpu";
   f.description = "simulated SC11 / Ascend-style NPU: real outputs tile by tile, event-driven SDMA/GDMA/BDC timing";
+  f.simulated = true;
   f.availability = [] { return Availability{true, "host simulator"}; };
   f.parse_config = [](ConfigReader& root) -> std::any { return sim_tpu::parse_sim_config(root); };
   f.open = [](const std::any& parsed, const std::string& name) -> std::unique_ptr<Device> {

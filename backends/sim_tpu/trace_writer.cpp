@@ -1,15 +1,18 @@
 #include "trace_writer.hpp"
 
 #include <cstdio>
-#include <fstream>
 
-#include "mla/error.hpp"
+#include "mla/output_file.hpp"
 
 namespace mla::sim_tpu {
 
+// Through the library's output-file rules: a link or /dev/stdout is written through, a regular
+// file is replaced only once the trace is complete.
 void write_trace(const std::string& path, const StepModel& model) {
-  std::ofstream out(path, std::ios::binary);
-  if (!out) fail(ErrorCode::io_error, "sim_tpu: cannot open trace file \"" + path + "\" for writing");
+  write_output_file(path, [&](std::ostream& out) { write_trace(out, model); });
+}
+
+void write_trace(std::ostream& out, const StepModel& model) {
   out << "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n";
   bool first = true;
   char buf[512];
@@ -49,7 +52,6 @@ void write_trace(const std::string& path, const StepModel& model) {
     }
   }
   out << "\n]}\n";
-  if (!out) fail(ErrorCode::io_error, "sim_tpu: writing trace file \"" + path + "\" failed");
 }
 
 }  // namespace mla::sim_tpu

@@ -3,6 +3,7 @@
 // event per command with its bytes or FLOPs. Times in microseconds of simulated time.
 #pragma once
 
+#include <ostream>
 #include <string>
 
 #include "mla/problem.hpp"
@@ -12,5 +13,6 @@ namespace mla::sim_tpu {
 
 // Throws Error(io_error) when the file cannot be written.
 void write_trace(const std::string& path, const StepModel& model);
+void write_trace(std::ostream& out, const StepModel& model);
 
 }  // namespace mla::sim_tpu

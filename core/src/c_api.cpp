@@ -35,8 +35,8 @@ std::string backend_named_by(const nlohmann::json& config) {
 
 nlohmann::json parse_config_text(const char* text) {
   try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
+    return mla::parse_json(text);
+  } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range for numbers like 1e400, nesting
     mla::fail(mla::ErrorCode::invalid_config, std::string("config_json: not valid JSON: ") + e.what());
   }
 }

@@ -184,14 +184,34 @@ void ConfigReader::finish() {
   }
 }
 
+namespace {
+struct TooDeep : nlohmann::json::exception {
+  TooDeep() : exception(0, "[json.exception.depth] nesting deeper than 64 levels") {}
+};
+}  // namespace
+
+nlohmann::json parse_json(const std::string& text) {
+  static_assert(kMaxJsonDepth == 64, "the message above names the limit");
+  return nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    if ((event == nlohmann::json::parse_event_t::object_start || event == nlohmann::json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth)
+      throw TooDeep();
+    return true;
+  });
+}
+
 void apply_override(nlohmann::json& config, const std::string& assignment) {
   auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
     fail(ErrorCode::invalid_argument, "--set: expected key.path=value, got \"" + assignment + "\"");
   std::string key = assignment.substr(0, eq);
   std::string text = assignment.substr(eq + 1);
-  nlohmann::json value = nlohmann::json::parse(text, nullptr, false);
-  if (value.is_discarded()) value = text;  // a bare word is a string
+  nlohmann::json value;
+  try {
+    value = parse_json(text);
+  } catch (const nlohmann::json::exception&) {
+    value = text;  // a bare word is a string
+  }
   nlohmann::json* node = &config;
   std::istringstream parts(key);
   std::string part;

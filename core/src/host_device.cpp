@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "mla/error.hpp"
@@ -10,6 +11,11 @@
 namespace mla {
 
 void* HostDevice::allocate(size_t bytes) {
+  // Rounded up to whole 256-byte lines (aligned_alloc needs a multiple of the alignment); a
+  // size within 255 bytes of SIZE_MAX would wrap to a tiny buffer, so it is refused first.
+  if (bytes > std::numeric_limits<size_t>::max() - 255)
+    fail(ErrorCode::out_of_memory, backend_name() + ": cannot allocate " + std::to_string(bytes) +
+                                       " bytes (more than the address space)");
   void* p = std::aligned_alloc(256, std::max<size_t>(256, (bytes + 255) / 256 * 256));
   if (!p) fail(ErrorCode::out_of_memory, backend_name() + ": host allocation of " + std::to_string(bytes) + " bytes failed");
   return p;

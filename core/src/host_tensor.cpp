@@ -20,9 +20,13 @@ HostTensor::HostTensor(DType dtype, std::vector<int64_t> shape) {
     if (shape[static_cast<size_t>(d)] < 0) fail(ErrorCode::invalid_argument, "negative tensor extent");
     view_.shape[d] = shape[static_cast<size_t>(d)];
     view_.strides[d] = n;
-    n *= view_.shape[d];
+    if (__builtin_mul_overflow(n, view_.shape[d], &n)) n = -1;
+    if (n < 0) fail(ErrorCode::out_of_memory, "host tensor of more than 2^63 elements");
   }
-  bytes_ = static_cast<size_t>(n) * dtype_size(dtype);
+  // Overflow-checked: a wrapped size would allocate a tiny buffer for a huge tensor.
+  if (__builtin_mul_overflow(static_cast<size_t>(n), dtype_size(dtype), &bytes_) ||
+      bytes_ > std::numeric_limits<size_t>::max() - 255)
+    fail(ErrorCode::out_of_memory, "host tensor of " + std::to_string(n) + " elements is larger than the address space");
   size_t rounded = (bytes_ + 255) / 256 * 256;
   void* p = std::aligned_alloc(256, rounded == 0 ? 256 : rounded);
   if (!p) fail(ErrorCode::out_of_memory, "host allocation of " + std::to_string(bytes_) + " bytes failed");
@@ -50,6 +54,30 @@ void store_element(const TensorView& v, int64_t offset, double value) {
     case DType::fp32: v.as<float>()[offset] = static_cast<float>(value); break;
     case DType::fp64: v.as<double>()[offset] = value; break;
     default: fail(ErrorCode::unsupported, std::string("store_element: dtype ") + dtype_name(v.dtype));
+  }
+}
+
+bool has_nonfinite(const void* data, DType dtype, int64_t n) {
+  // Exponent all ones: Inf or NaN.
+  switch (dtype) {
+    case DType::bf16:
+    case DType::fp16: {
+      const uint16_t mask = dtype == DType::bf16 ? 0x7f80u : 0x7c00u;
+      const auto* p = static_cast<const uint16_t*>(data);
+      for (int64_t i = 0; i < n; ++i)
+        if ((p[i] & mask) == mask) return true;
+      return false;
+    }
+    case DType::fp32: {
+      const auto* p = static_cast<const uint32_t*>(data);
+      for (int64_t i = 0; i < n; ++i)
+        if ((p[i] & 0x7f800000u) == 0x7f800000u) return true;
+      return false;
+    }
+    default:
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(load_element(data, dtype, i))) return true;
+      return false;
   }
 }
 

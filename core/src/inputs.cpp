@@ -79,19 +79,26 @@ void fill_nan_range(HostTensor& t, int64_t begin, int64_t count) {
 
 }  // namespace
 
-HostInputs make_random_inputs(const Problem& base, const InputSpec& spec) {
-  HostInputs in;
-  in.problem = base;
-  Problem& p = in.problem;
-  in.seqlens = make_seqlens(spec, p.batch, p.s_q);
+Problem random_inputs_problem(const Problem& base, const InputSpec& spec, std::vector<int32_t>* seqlens) {
+  Problem p = base;
+  const std::vector<int32_t> lens = make_seqlens(spec, p.batch, p.s_q);
+  if (p.page_size < 1) fail(ErrorCode::invalid_argument, "problem.page_size: expected >= 1, got " + std::to_string(p.page_size));
   int64_t max_pages = 1, total_pages = 0;
-  for (int32_t len : in.seqlens) {
+  for (int32_t len : lens) {
     int64_t pages = (len + p.page_size - 1) / p.page_size;
     max_pages = std::max(max_pages, pages);
     total_pages += pages;
   }
   p.max_blocks_per_seq = std::max<int64_t>(max_pages + (spec.poison ? 1 : 0), 1);
   p.num_blocks = std::max<int64_t>(total_pages + spec.extra_blocks, 1);
+  if (seqlens) *seqlens = lens;
+  return p;
+}
+
+HostInputs make_random_inputs(const Problem& base, const InputSpec& spec) {
+  HostInputs in;
+  in.problem = random_inputs_problem(base, spec, &in.seqlens);
+  Problem& p = in.problem;
 
   uint64_t stream = spec.seed * 1000003ULL;
   auto next_seed = [&] { return splitmix64(stream); };

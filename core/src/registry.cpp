@@ -1,10 +1,9 @@
 #include "mla/registry.hpp"
 
-#include <fstream>
 #include <mutex>
-#include <sstream>
 
 #include "mla/error.hpp"
+#include "mla/input_file.hpp"
 #include "mla/logging.hpp"
 
 namespace mla {
@@ -89,6 +88,13 @@ std::vector<BackendInfo> list_backends() {
   return out;
 }
 
+std::vector<std::string> simulated_backends() {
+  std::vector<std::string> names;
+  for (const auto& f : factories())
+    if (f.simulated) names.push_back(f.name);
+  return names;
+}
+
 std::vector<ConfigIssue> validate_config(const nlohmann::json& config) {
   std::vector<ConfigIssue> issues;
   std::any parsed;
@@ -113,12 +119,9 @@ std::unique_ptr<Device> open_device(const nlohmann::json& config) {
 }
 
 nlohmann::json read_config_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorCode::io_error, "cannot open config file \"" + path + "\"");
-  std::stringstream text;
-  text << in.rdbuf();
+  const std::string text = read_text_file(path, kMaxTextInputBytes, "config file");
   try {
-    return nlohmann::json::parse(text.str());
+    return parse_json(text);
   } catch (const nlohmann::json::exception& e) {
     // nlohmann's message names the line and column; keep only its own sentence.
     std::string what = e.what();

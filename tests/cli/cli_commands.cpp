@@ -81,10 +81,10 @@ TEST_CASE("mla run reads and writes safetensors", "[cli]") {
     REQUIRE(a.count(name));
     CHECK(std::memcmp(a.at(name).data(), b.at(name).data(), a.at(name).bytes()) == 0);
   }
-  // The absorb variant needs its own tensors: a latent file is refused with the missing name.
+  // The file records its variant: asking for the other one is refused, not misread.
   Outcome wrong = run_cli("run --inputs cli_in.safetensors --variant absorb");
   CHECK(wrong.status == 2);
-  CHECK_THAT(wrong.output, Catch::Contains("missing tensor \"q_nope\""));
+  CHECK_THAT(wrong.output, Catch::Contains("--variant absorb contradicts cli_in.safetensors, saved with --variant latent"));
   for (const char* f : {"cli_in.safetensors", "cli_out1.safetensors", "cli_out2.safetensors"}) std::remove(f);
 }
 
@@ -147,7 +147,8 @@ TEST_CASE("malformed arguments give a one-line reason and a non-zero exit", "[cl
       {"run --set cpu.pth=fast", "/cpu/pth: unknown key (did you mean \"path\"?)"},
       {"run --set novalue", "--set: expected key.path=value"},
       {"run --log-level loud", "log level"},
-      {"run --timing-only", "/kernel: unknown key"},
+      {"run --timing-only", "--timing-only: only simulated backends (sim_tpu) model time"},
+      {"run --trace t.json", "--trace: only simulated backends (sim_tpu) model time"},
       {"bench --anchor-case 3", "--anchor-case requires --anchors"},
       {"bench --anchors --anchor-case 15", "--anchor-case: Value 15 not in range"},
       {"", "A subcommand is required"},

@@ -114,7 +114,7 @@ TEST_CASE("cpu fast path matches the reference on every SIMD target this CPU run
   }
 }
 
-TEST_CASE("cpu.isa names a Highway target; one this CPU cannot run is refused at plan", "[cpu][simd]") {
+TEST_CASE("cpu.isa names a Highway target, and one this CPU cannot run is refused at plan", "[cpu][simd]") {
   const std::vector<std::string> runnable = cpu::runnable_simd_targets();
   REQUIRE(!runnable.empty());
   auto device = open_device(config_for("cpu", {{"cpu", {{"isa", runnable.back()}}}}));

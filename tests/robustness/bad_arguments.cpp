@@ -146,10 +146,10 @@ void add_argument_rows(Table& t) {
           s.run(RunOptions{true});
         });
 
-  // DESIGN 2.1 defines queries with nothing to attend to as valid (out = 0, lse = +inf); with
+  // The operator contract (docs/api.md) defines queries with nothing to attend to as valid (out = 0, lse = +inf); with
   // causal and s_q > length the first s_q - length query tokens are such queries.
   t.accepted("arguments", "s_q = 4 greater than the length 2, causal", "plan->run(...) with s_q=4, causal, length 2",
-             "valid by DESIGN 2.1: the 2 fully masked query tokens give out = 0 and lse = +inf (checked)", [] {
+             "valid by the operator contract (docs/api.md): the 2 fully masked query tokens give out = 0 and lse = +inf (checked)", [] {
                ApiSetup s = ApiSetup::make(4, true, 2);
                s.run();
                const Problem& p = s.in.problem;

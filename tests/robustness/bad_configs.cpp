@@ -57,13 +57,14 @@ void add_config_rows(Table& t) {
     t.write_text(name, f.text);
     t.cli("config", f.input, "run --config " + name + kRun, 2, f.needle, kOutputs);
   }
-  // 100000 nested arrays: a parser or destructor that recurses would overflow the stack.
+  // 100000 nested arrays: copying or destroying such a value recurses once per level and
+  // overflows the stack (it did under AddressSanitizer), so nesting is limited while parsing.
   t.write_text("deep.json", std::string(100000, '[') + std::string(100000, ']'));
   t.cli("config", "100000 nested arrays (stack depth)", "run --config deep.json" + kRun, 2,
-        "/: expected an object, got array", kOutputs);
+        "deep.json: not valid JSON: nesting deeper than 64 levels", kOutputs);
   t.cli("config", "file does not exist", "run --config no_such_config.json" + kRun, 2,
         "cannot open config file \"no_such_config.json\"", kOutputs);
-  t.cli("config", "a directory instead of a file", "run --config ." + kRun, 2, ".: not valid JSON", kOutputs);
+  t.cli("config", "a directory instead of a file", "run --config ." + kRun, 2, "cannot read config file \".\": it is a directory", kOutputs);
 
   // The simulated NPU's schema, by overriding one field of the shipped config.
   const std::string sim = std::string(MLA_SOURCE_DIR) + "/configs/sc11_fp300.json";

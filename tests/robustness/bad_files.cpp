@@ -150,7 +150,7 @@ void add_file_rows(Table& t) {
           "run --variant absorb --inputs huge_output.safetensors" + kRun, 2, "w_uk: expected fp32 [256, 1, 1], got fp32 [1, 1, 1]",
           kOutputs);
   }
-  run_file("file does not exist", "no_such.safetensors", 2, "cannot open \"no_such.safetensors\"");
+  run_file("file does not exist", "no_such.safetensors", 2, "cannot open safetensors file \"no_such.safetensors\": No such file or directory");
   t.cli("files", "output file in a folder that does not exist",
         "run --batch 1 --heads 16 --seqlen 8 --output no_dir/out.safetensors", 2, "cannot write \"no_dir/out.safetensors\"",
         {"no_dir/out.safetensors"});

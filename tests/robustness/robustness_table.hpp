@@ -73,5 +73,9 @@ void add_config_rows(Table& table);
 void add_argument_rows(Table& table);
 void add_file_rows(Table& table);
 void add_compare_rows(Table& table);
+void add_output_rows(Table& table);
+void add_limit_rows(Table& table);
+void add_replay_rows(Table& table);
+void add_exit_code_rows(Table& table);
 
 }  // namespace mla::robustness

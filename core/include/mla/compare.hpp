@@ -22,7 +22,7 @@ struct Comparison {
   double cosine_distance = 0;
   double lse_max_abs_error = 0;
   int64_t nonfinite_mismatches = 0;  // positions where exactly one side is NaN/Inf (out and lse)
-  int64_t unwritten = 0;             // NaN outputs where the reference is finite (poison left)
+  int64_t unwritten = 0;             // NaN outputs where the reference has none (poison left)
   double zero_fraction = 0;          // share of exactly-zero outputs where the reference is not
   bool trustworthy = true;           // false when the output is mostly zeros
   bool passed = false;

@@ -57,6 +57,13 @@ class ConfigReader {
 // Levenshtein-nearest candidate within a small distance, or "" when none is close.
 std::string nearest_word(const std::string& word, const std::vector<std::string>& candidates);
 
+// JSON text with at most kMaxJsonDepth levels of nesting. nlohmann's parser is iterative, but
+// copying and destroying a value recurse once per level: 100000 nested arrays overflow the
+// stack (of a sanitizer build, of a thread). Throws nlohmann::json::exception on bad syntax,
+// and one whose message ends in "nesting deeper than 64 levels" for deep documents.
+inline constexpr int kMaxJsonDepth = 64;
+nlohmann::json parse_json(const std::string& text);
+
 // Applies a `--set a.b.c=value` override: value parsed as JSON if it parses, else a string.
 void apply_override(nlohmann::json& config, const std::string& assignment);
 

@@ -37,5 +37,8 @@ class HostTensor {
 double load_element(const void* base, DType dtype, int64_t offset);
 // Writes element `offset` of a float tensor view, rounding to its dtype.
 void store_element(const TensorView& view, int64_t offset, double value);
+// True when one of `n` consecutive elements of a float dtype is NaN or +-Inf (by bit pattern,
+// so it holds whatever the compiler's floating-point flags).
+bool has_nonfinite(const void* data, DType dtype, int64_t n);
 
 }  // namespace mla

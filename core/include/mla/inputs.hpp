@@ -36,6 +36,10 @@ struct HostInputs {
 
 // `problem` gives everything but num_blocks / max_blocks_per_seq, which are derived.
 HostInputs make_random_inputs(const Problem& problem, const InputSpec& spec);
+// The problem make_random_inputs(problem, spec) builds (num_blocks and max_blocks_per_seq
+// derived from the lengths, also returned in `seqlens`), without allocating anything: to check
+// what it will take before it is made.
+Problem random_inputs_problem(const Problem& problem, const InputSpec& spec, std::vector<int32_t>* seqlens = nullptr);
 
 // Host inputs of a problem whose tensors come from elsewhere (a file): shapes checked later.
 Problem infer_problem_from_tensors(Problem base, const RunArgs& args);

@@ -24,6 +24,9 @@ struct Availability {
 struct BackendFactory {
   std::string name;         // the config's "backend" value
   std::string description;  // one line for `mla backends`
+  // A simulator: it models time, so its configs take "kernel.timing_only" and "trace_file"
+  // (the CLI's --timing-only and --trace); real backends refuse those flags with this reason.
+  bool simulated = false;
   std::function<Availability()> availability;
   // Reads the backend's own config fields (everything but "backend" and "name") and records
   // problems in the reader. Returns the parsed config, handed back to `open`.
@@ -39,6 +42,8 @@ struct BackendInfo {
   Availability availability;
 };
 std::vector<BackendInfo> list_backends();
+// Names of the compiled-in simulators (BackendFactory::simulated), without availability checks.
+std::vector<std::string> simulated_backends();
 
 // All problems of a config (empty when valid). Checks the schema only; does not need the
 // backend to be available.
