@@ -19,7 +19,8 @@
 #             (ncu metrics) of one decode launch per case in MLA_PROFILE_CASES
 #     times:  per-kernel durations (ncu gpu__time_duration) of the cases in MLA_PROFILE_CASES
 #   environment: OUT (logs; default ./gpu_out), MLA_CHECK_CASES (grid cases, default 150),
-#                MLA_SBS_CASES (sbs case names, comma-separated; default all),
+#                MLA_SBS_CASES (sbs case names, comma-separated; default all), MLA_ANCHOR_ARGS
+#                (extra flags of the full stage's mla bench --anchors, e.g. "--anchor-case 0"),
 #                MLA_BENCH_ITERS (default 50), MLA_BENCH_CASES (bench rows, e.g. 0,6,9; default all),
 #                MLA_CUDA_ARCHS (default 90-real), MLA_CUDA_FLAGS (extra nvcc flags, e.g. -D variant
 #                switches), MLA_BUILD_DIR (default build-gpu)
@@ -215,7 +216,7 @@ if has full; then
     tail -15 "$OUT/cli_run.log" | tee -a "$OUT/summary.txt"
     [ $rc -ne 0 ] && STATUS=1
     if "$ROOT/build-full/cli/mla" bench --help 2>&1 | grep -q -- --anchors; then
-      timeout 400 "$ROOT/build-full/cli/mla" bench --config "$CONFIG" --anchors > "$OUT/cli_bench.log" 2>&1
+      timeout 400 "$ROOT/build-full/cli/mla" bench --config "$CONFIG" --anchors ${MLA_ANCHOR_ARGS:-} > "$OUT/cli_bench.log" 2>&1
       rc=$?
       note "mla bench --anchors: rc $rc"
       tail -20 "$OUT/cli_bench.log" | tee -a "$OUT/summary.txt"
