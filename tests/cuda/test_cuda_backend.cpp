@@ -179,16 +179,25 @@ TEST_CASE("cuda plan refuses what it cannot run, with a reason", "[cuda]") {
   p.dtype = mla::DType::fp32;
   p.kv.dtype = mla::DType::fp32;
   CHECK_THROWS_AS(dev->plan(p), mla::Error);
-  // kernel = hopper refuses what the Hopper kernel cannot run (fp16 here), with the reason.
+  // kernel = hopper refuses what the Hopper kernel cannot run (page size 16 here), with the
+  // reason; it takes fp16 as well as bf16 (on an sm_90 GPU; elsewhere it refuses both).
   auto hopper = mla::open_device(cuda_config("hopper"));
   p.dtype = mla::DType::fp16;
   p.kv.dtype = mla::DType::fp16;
+  mla::Problem paged = p;
+  paged.page_size = 16;
+  paged.num_blocks = 16;
+  paged.max_blocks_per_seq = 16;
   try {
-    hopper->plan(p);
-    FAIL("kernel=hopper planned an fp16 problem");
+    hopper->plan(paged);
+    FAIL("kernel=hopper planned a page-16 problem");
   } catch (const mla::Error& e) {
     CHECK(e.code() == mla::ErrorCode::unsupported);
-    CHECK(std::string(e.what()).find("unsupported") != std::string::npos);
+    const std::string what = e.what();  // the first condition that fails: the GPU, or the page
+    CHECK((what.find("page size 16") != std::string::npos || what.find("sm_90a only") != std::string::npos));
+  }
+  if (dev->plan(p)->kernel_name() == "cuda_hopper_tma_wgmma_m64") {  // an sm_90 GPU
+    CHECK(hopper->plan(p)->kernel_name() == "cuda_hopper_tma_wgmma_m64");
   }
   // auto says which kernel it chose and why.
   p.dtype = mla::DType::bf16;
