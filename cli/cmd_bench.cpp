@@ -10,6 +10,7 @@
 #include "commands.hpp"
 #include "device_tensors.hpp"
 #include "mla/metrics.hpp"
+#include "mla/registry.hpp"
 #include "mla/validate.hpp"
 #include "memory_budget.hpp"
 #include "options.hpp"
@@ -161,10 +162,18 @@ void bench_anchors(const BenchOptions& o, OutputFiles& files) {
   const AnchorChoice choice = choose_anchor_table(o.anchor_gpu, device->hardware_name(), device->name());
   const AnchorTable& table = *choice.table;
   if (o.anchor_case >= 0) check_anchor_case(table, o.anchor_case);
-  const double copy_gbps = copy_ceiling_gbps(*device);
+  // A simulator's times are its modelled device's, so a copy on the host running it is no
+  // ceiling for them: a simulated device has none here (its bandwidths are in its config).
+  const std::vector<std::string> simulators = simulated_backends();
+  const bool simulated =
+      std::find(simulators.begin(), simulators.end(), device->backend_name()) != simulators.end();
+  const std::optional<double> copy_gbps =
+      simulated ? std::nullopt : std::optional<double>(copy_ceiling_gbps(*device));
   const std::optional<double> matmul_tflops = device->measure_matmul_tflops();
-  std::cout << "device " << device->name() << "; ceilings measured now: copy " << format_number(copy_gbps, 0)
-            << " GB/s (read + written), bf16 matmul "
+  std::cout << "device " << device->name() << "; ceilings measured now: copy "
+            << (copy_gbps ? format_number(*copy_gbps, 0) + " GB/s (read + written)"
+                          : std::string("none (a simulated device: its modelled bandwidths are in its config)"))
+            << ", bf16 matmul "
             << (matmul_tflops ? format_number(*matmul_tflops, 0) + " TFLOP/s"
                               : std::string("none (this device cannot measure one)"))
             << "\n"
@@ -212,7 +221,7 @@ void bench_anchors(const BenchOptions& o, OutputFiles& files) {
     const nlohmann::json matmul = matmul_tflops ? nlohmann::json(*matmul_tflops) : nlohmann::json(nullptr);
     files.write("--json", json_body({{"device", device->name()},
                                      {"hardware", device->hardware_name()},
-                                     {"copy_ceiling_gbps", copy_gbps},
+                                     {"copy_ceiling_gbps", copy_gbps ? nlohmann::json(*copy_gbps) : nlohmann::json(nullptr)},
                                      {"matmul_ceiling_tflops", matmul},
                                      {"anchor_gpu", table.key},
                                      {"anchor_same_gpu", choice.same_gpu},

@@ -243,3 +243,21 @@ TEST_CASE("mla bench --anchors names the table its ratios refer to, in the outpu
   CHECK(j["rows"][0]["anchor_case"] == 9);
   CHECK(j["rows"][0]["flashmla_us"] == 75.0);
 }
+
+TEST_CASE("mla bench --anchors on a simulator measures no host copy ceiling for it", "[cli][anchors]") {
+  // The simulated latency is the modelled device's: dividing its GB/s by a host memcpy rate
+  // gave "29x the ceiling". Timing-only keeps the row cheap.
+  const std::string json = scratch_file("sim");
+  auto r = run_mla("bench --config " + std::string(MLA_SOURCE_DIR) +
+                   "/configs/sc11_fp300.json --timing-only --anchors --anchor-case 11 --warmup 0 --iters 1 --json " + json);
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Catch::Contains("ceilings measured now: copy none (a simulated device"));
+  const nlohmann::json j = read_json(json);
+  std::remove(json.c_str());
+  CHECK(j["copy_ceiling_gbps"].is_null());
+  REQUIRE(j["rows"].size() == 1);
+  CHECK(j["rows"][0]["fraction_of_copy_ceiling"].is_null());
+  CHECK(j["rows"][0]["simulated"] == true);
+  CHECK(j["rows"][0]["gb_per_s"].get<double>() > 0);
+}
