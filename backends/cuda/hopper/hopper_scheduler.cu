@@ -66,6 +66,20 @@ __device__ __forceinline__ void write_entry(const ScheduleLayout& layout, const 
   if (s > 0) layout.cta_first[pl.first_piece + s] = offset + s;
 }
 
+// Splits of a thread's `count` consecutive sequences (lengths `len`, the first at `prefix` on
+// the cost line) on partition `part`.
+__device__ __forceinline__ int32_t splits_of(const sched::Partition& part, long long prefix,
+                                             const int32_t (&len)[kSeqsPerThread], int count, int32_t overhead) {
+  int32_t splits = 0;
+#pragma unroll
+  for (int t = 0; t < kSeqsPerThread; ++t) {
+    if (t >= count) break;
+    splits += sched::place(part, prefix, len[t], overhead).splits;
+    prefix += sched::cost_of(len[t], overhead);
+  }
+  return splits;
+}
+
 template <int kSchedThreads>
 __global__ void __launch_bounds__(kSchedThreads)
     contiguous_scheduler_kernel(const int32_t* __restrict__ seqlens, int32_t batch, int32_t capacity,
@@ -108,15 +122,8 @@ __global__ void __launch_bounds__(kSchedThreads)
   int32_t pieces = grid;
   const int32_t aligned = sched::aligned_pieces(batch, grid);
   if (aligned < grid) {
-    const sched::Partition alt = sched::make_partition(total, aligned);
-    int32_t alt_splits = 0;
-    long long p = prefix;
-#pragma unroll
-    for (int t = 0; t < kSeqsPerThread; ++t) {
-      if (first + t >= last) break;
-      alt_splits += sched::place(alt, p, len[t], overhead).splits;
-      p += sched::cost_of(len[t], overhead);
-    }
+    const int32_t alt_splits =
+        splits_of(sched::make_partition(total, aligned), prefix, len, last - first, overhead);
     __syncthreads();  // tmp is reused
     int32_t ignored = 0, alt_entries = 0;
     CountScan(tmp.count).ExclusiveSum(alt_splits, ignored, alt_entries);
@@ -124,16 +131,7 @@ __global__ void __launch_bounds__(kSchedThreads)
   }
   const sched::Partition part = sched::make_partition(total, pieces);
 
-  int32_t splits = 0;
-  {
-    long long p = prefix;
-#pragma unroll
-    for (int t = 0; t < kSeqsPerThread; ++t) {
-      if (first + t >= last) break;
-      splits += sched::place(part, p, len[t], overhead).splits;
-      p += sched::cost_of(len[t], overhead);
-    }
-  }
+  const int32_t splits = splits_of(part, prefix, len, last - first, overhead);
   __syncthreads();  // tmp is reused
   int32_t offset = 0, entries = 0;  // first entry of this thread's first sequence; all entries
   CountScan(tmp.count).ExclusiveSum(splits, offset, entries);
