@@ -18,21 +18,6 @@ namespace {
 const std::string kRun = " --json out.json --output out.safetensors";
 const std::vector<std::string> kOutputs = {"out.json", "out.safetensors"};
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// A safetensors file from a header and a data section, the header length little-endian.
-std::string assemble(const std::string& header, const std::string& data) {
-  std::string out(8, '\0');
-  uint64_t n = header.size();
-  for (int k = 0; k < 8; ++k) out[static_cast<size_t>(k)] = static_cast<char>((n >> (8 * k)) & 0xff);
-  return out + header + data;
-}
-
 struct Split {
   nlohmann::json header;
   std::string data;
@@ -56,7 +41,7 @@ void add_file_rows(Table& t) {
   auto variant = [&](const std::string& name, const std::function<void(nlohmann::json&, std::string&)>& edit) {
     Split s = base;
     edit(s.header, s.data);
-    t.write_text(name, assemble(s.header.dump(), s.data));
+    t.write_text(name, assemble_safetensors(s.header.dump(), s.data));
   };
   auto run_file = [&](const std::string& input, const std::string& name, int code, const std::string& needle) {
     t.cli("files", input, "run --inputs " + name + kRun, code, needle, kOutputs);
@@ -82,7 +67,7 @@ void add_file_rows(Table& t) {
     t.write_text("garbled.safetensors", garbled);
     run_file("header is not JSON", "garbled.safetensors", 2, "header is not a JSON object");
   }
-  t.write_text("array.safetensors", assemble("[1, 2, 3]", ""));
+  t.write_text("array.safetensors", assemble_safetensors("[1, 2, 3]", ""));
   run_file("header is a JSON array", "array.safetensors", 2, "header is not a JSON object");
   variant("no_dtype.safetensors", [](nlohmann::json& h, std::string&) { h["q"].erase("dtype"); });
   run_file("tensor entry without dtype", "no_dtype.safetensors", 2, "tensor \"q\" needs dtype, shape and data_offsets");
@@ -118,13 +103,13 @@ void add_file_rows(Table& t) {
     const uint64_t at = s.header["cache_seqlens"]["data_offsets"][0].get<uint64_t>();
     const int32_t too_long = 1 << 20;
     std::memcpy(&s.data[at], &too_long, 4);
-    t.write_text("too_long.safetensors", assemble(s.header.dump(), s.data));
+    t.write_text("too_long.safetensors", assemble_safetensors(s.header.dump(), s.data));
     run_file("a length beyond the block table's capacity", "too_long.safetensors", 2, "cache_seqlens[0]: expected 0 <= length <=");
     s = base;
     const uint64_t bt = s.header["block_table"]["data_offsets"][0].get<uint64_t>();
     const int32_t bad_id = 999999;
     std::memcpy(&s.data[bt], &bad_id, 4);
-    t.write_text("bad_block.safetensors", assemble(s.header.dump(), s.data));
+    t.write_text("bad_block.safetensors", assemble_safetensors(s.header.dump(), s.data));
     run_file("a block id out of range (checked on load)", "bad_block.safetensors", 2,
              "block_table[0][0]: expected a block id in [0, ");
   }
@@ -145,7 +130,7 @@ void add_file_rows(Table& t) {
     add("kv_cache", "F32", {1, 1, 1, 1}, 4);
     add("block_table", "I32", {4096, 1}, 4 * 4096);
     add("cache_seqlens", "I32", {4096}, 4 * 4096);
-    t.write_text("huge_output.safetensors", assemble(h.dump(), data));
+    t.write_text("huge_output.safetensors", assemble_safetensors(h.dump(), data));
     t.cli("files", "small file whose shapes imply a 275 GB output (w_uk of the wrong shape)",
           "run --variant absorb --inputs huge_output.safetensors" + kRun, 2, "w_uk: expected fp32 [256, 1, 1], got fp32 [1, 1, 1]",
           kOutputs);

@@ -8,8 +8,10 @@
 #include <sstream>
 
 #include "../../fuzz/fuzz_bodies.hpp"
+#include "robustness/robustness_table.hpp"
 
 namespace fs = std::filesystem;
+using mla::robustness::read_bytes;
 
 namespace {
 
@@ -23,13 +25,6 @@ std::vector<fs::path> files_in(const std::vector<std::string>& dirs) {
   }
   std::sort(out.begin(), out.end());
   return out;
-}
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 }  // namespace

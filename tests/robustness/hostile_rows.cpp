@@ -24,21 +24,6 @@ namespace {
 const std::string kSmall = " --batch 1 --heads 16 --seqlen 8";
 const std::string kSim = std::string(MLA_SOURCE_DIR) + "/configs/sc11_fp300.json";
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// A safetensors file from a header and a data section, the header length little-endian.
-std::string assemble(const std::string& header, const std::string& data) {
-  std::string out(8, '\0');
-  uint64_t n = header.size();
-  for (int k = 0; k < 8; ++k) out[static_cast<size_t>(k)] = static_cast<char>((n >> (8 * k)) & 0xff);
-  return out + header + data;
-}
-
 // Runs `shell` in the background (a FIFO's reader or writer) while the row runs.
 struct Background {
   explicit Background(std::string shell) : thread([cmd = std::move(shell)] { (void)std::system(cmd.c_str()); }) {}
@@ -138,7 +123,7 @@ void add_limit_rows(Table& t) {
   {
     nlohmann::json h;
     h["q"] = {{"dtype", "F32"}, {"shape", {1024, 1024, 1024, 1024}}, {"data_offsets", {0, uint64_t{1} << 42}}};
-    t.write_text("huge_stream.head", assemble(h.dump(), ""));
+    t.write_text("huge_stream.head", assemble_safetensors(h.dump(), ""));
     Background writer("cat '" + t.file("huge_stream.head") + "' /dev/zero > '" + t.file("in.fifo") + "' 2>/dev/null");
     t.cli("limits", "inputs from a FIFO whose header declares a 4 TiB tensor", "run --inputs in.fifo --memory-limit 64G", 3,
           "in.fifo: its tensors need 4.00 TiB, more than the memory limit of 64.00 GiB");
@@ -147,7 +132,7 @@ void add_limit_rows(Table& t) {
     nlohmann::json h;
     h["q"] = {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {0, 16}}};
     h["kv_cache"] = {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {8, 24}}};
-    t.write_text("overlap.safetensors", assemble(h.dump(), std::string(24, '\0')));
+    t.write_text("overlap.safetensors", assemble_safetensors(h.dump(), std::string(24, '\0')));
     t.cli("limits", "two tensors sharing bytes (overlapping data_offsets)", "run --inputs overlap.safetensors", 2,
           "tensors \"q\" [0, 16) and \"kv_cache\" [8, 24) overlap in the data section");
   }

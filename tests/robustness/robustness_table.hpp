@@ -15,6 +15,11 @@
 
 namespace mla::robustness {
 
+// The whole file at `path` as bytes ("" when it cannot be read).
+std::string read_bytes(const std::filesystem::path& path);
+// A safetensors file from a header and a data section, the header length little-endian.
+std::string assemble_safetensors(const std::string& header, const std::string& data);
+
 struct Row {
   std::string category;  // "config", "arguments", "files", "compare"
   std::string input;     // what was tried, in words
