@@ -55,8 +55,9 @@ install(TARGETS mla_shared EXPORT mlaTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# mla/simd/ holds Highway "-inl" headers for the host backends' kernels: not part of the API.
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/core/include/mla DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
-  FILES_MATCHING PATTERN "*.h" PATTERN "*.hpp")
+  FILES_MATCHING PATTERN "*.h" PATTERN "*.hpp" PATTERN "simd" EXCLUDE)
 # Globbed at configure time: a config added later needs a re-configure to be installed
 # (CONFIGURE_DEPENDS makes ninja do that on its own).
 file(GLOB MLA_SHIPPED_CONFIGS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/configs/*.json)

@@ -25,6 +25,7 @@
 #include <limits>
 
 #include "mla/half.hpp"
+#include "mla/simd/widen-inl.h"
 #include "task_kernel.hpp"
 
 HWY_BEFORE_NAMESPACE();
@@ -60,28 +61,7 @@ constexpr int kPvCols = kVecRegs == 16 ? 2 : 4;
 
 size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
-// n elements of `dtype` to fp32.
-void widen(const void* src, DType dtype, int n, float* HWY_RESTRICT dst) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  size_t i = 0;
-  const size_t count = static_cast<size_t>(n);
-  if (dtype == DType::bf16) {
-    const hn::Rebind<hwy::bfloat16_t, DF> dh;
-    const auto* s = static_cast<const hwy::bfloat16_t*>(src);
-    for (; i + N <= count; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, s + i)), df, dst + i);
-    const auto* bits = static_cast<const uint16_t*>(src);
-    for (; i < count; ++i) dst[i] = bf16_to_float(bits[i]);
-  } else if (dtype == DType::fp16) {
-    const hn::Rebind<hwy::float16_t, DF> dh;
-    const auto* s = static_cast<const hwy::float16_t*>(src);
-    for (; i + N <= count; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, s + i)), df, dst + i);
-    const auto* bits = static_cast<const uint16_t*>(src);
-    for (; i < count; ++i) dst[i] = fp16_to_float(bits[i]);
-  } else {
-    std::memcpy(dst, src, count * sizeof(float));
-  }
-}
+using mla::HWY_NAMESPACE::widen_to_f32;
 
 // S^T[t][m0 .. m0 + V*N) for T keys: T x V accumulators, each query vector reused by T keys.
 template <int T, int V>
@@ -387,7 +367,7 @@ void RunTask(const TaskArgs& a, TaskScratch& s) {
 
   // Queries: row-major (few rows) or transposed Q^T[k][m] (rows in lanes).
   s.q_f32.assign(static_cast<size_t>(rows) * ld, 0.0f);
-  for (int r = 0; r < rows; ++r) widen(a.q_rows[r], a.dtype, d_qk, &s.q_f32[static_cast<size_t>(r) * ld]);
+  for (int r = 0; r < rows; ++r) widen_to_f32(a.q_rows[r], a.dtype, d_qk, &s.q_f32[static_cast<size_t>(r) * ld]);
   if (!few_rows) {
     s.q_t.assign(static_cast<size_t>(d_qk) * m_pad, 0.0f);
     for (int r = 0; r < rows; ++r)
@@ -436,7 +416,7 @@ void RunTask(const TaskArgs& a, TaskScratch& s) {
         continue;
       }
       float* dst = &s.kv_f32[static_cast<size_t>(j) * ld];
-      widen(key_row(n0 + j), a.dtype, d_qk, dst);
+      widen_to_f32(key_row(n0 + j), a.dtype, d_qk, dst);
       std::fill(dst + d_qk, dst + ld, 0.0f);
       keys[j] = dst;
     }

@@ -9,7 +9,7 @@
 
 #include <cstring>
 
-#include "mla/half.hpp"
+#include "mla/simd/widen-inl.h"
 #include "tile_math.hpp"
 
 HWY_BEFORE_NAMESPACE();
@@ -176,26 +176,7 @@ void Accumulate(const float* p, int rows, int n, const float* v, int ldv, int d_
   }
 }
 
-void Widen(const void* src, DType dtype, int64_t count, float* HWY_RESTRICT dst) {
-  const DF df;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  int64_t i = 0;
-  if (dtype == DType::bf16) {
-    const hn::Rebind<hwy::bfloat16_t, DF> dh;
-    const auto* s = static_cast<const hwy::bfloat16_t*>(src);
-    for (; i + N <= count; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, s + i)), df, dst + i);
-    const auto* bits = static_cast<const uint16_t*>(src);
-    for (; i < count; ++i) dst[i] = bf16_to_float(bits[i]);
-  } else if (dtype == DType::fp16) {
-    const hn::Rebind<hwy::float16_t, DF> dh;
-    const auto* s = static_cast<const hwy::float16_t*>(src);
-    for (; i + N <= count; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, s + i)), df, dst + i);
-    const auto* bits = static_cast<const uint16_t*>(src);
-    for (; i < count; ++i) dst[i] = fp16_to_float(bits[i]);
-  } else {
-    std::memcpy(dst, src, static_cast<size_t>(count) * sizeof(float));
-  }
-}
+using mla::HWY_NAMESPACE::widen_to_f32;
 
 // Weights arrive in their storage dtype; each row is widened once, then used by every column.
 void Project(const float* x, int depth, const void* w, int64_t ldw, DType dtype, int width, float* dst, float* row) {
@@ -203,7 +184,7 @@ void Project(const float* x, int depth, const void* w, int64_t ldw, DType dtype,
   const int N = static_cast<int>(hn::Lanes(df));
   const int64_t esize = static_cast<int64_t>(dtype_size(dtype));
   for (int k = 0; k < depth; ++k) {
-    Widen(static_cast<const char*>(w) + k * ldw * esize, dtype, width, row);
+    widen_to_f32(static_cast<const char*>(w) + k * ldw * esize, dtype, width, row);
     const VF xk = hn::Set(df, x[k]);
     int c = 0;
     for (; c + N <= width; c += N) hn::StoreU(hn::MulAdd(xk, hn::LoadU(df, row + c), hn::LoadU(df, dst + c)), df, dst + c);
@@ -214,7 +195,7 @@ void Project(const float* x, int depth, const void* w, int64_t ldw, DType dtype,
 }  // namespace
 
 const TileMath* Table() {
-  static const TileMath math{&Scores, &Accumulate, &Project, &Widen, hwy::TargetName(HWY_TARGET)};
+  static const TileMath math{&Scores, &Accumulate, &Project, &widen_to_f32, hwy::TargetName(HWY_TARGET)};
   return &math;
 }
 
