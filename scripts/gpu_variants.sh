@@ -4,7 +4,7 @@
 # with FlashMLA (gpu_check.sh stage sbs) on the same cases, one after another.
 #
 #   scripts/gpu_variants.sh NAME=FLAGS ...
-#     e.g. scripts/gpu_variants.sh base= sorder=-DMLA_HOPPER_S_ORDER=1 "both=-DMLA_HOPPER_S_ORDER=1 -DMLA_HOPPER_PREFETCH=1"
+#     e.g. scripts/gpu_variants.sh base= pr0=-DMLA_HOPPER_L2_PROMOTION=0 ef1=-DMLA_HOPPER_EVICT_FIRST_UNITS=1
 #   environment: OUT (logs; one folder per variant), MLA_SBS_CASES (case names, comma-separated),
 #                MLA_VARIANT_STAGES (gpu_check.sh stages run per variant; default sbs; e.g. "bench"
 #                with MLA_BENCH_CASES for timing probes that do not compute the right result)

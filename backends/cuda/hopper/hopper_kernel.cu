@@ -14,9 +14,9 @@
 #include <cmath>
 #include <mutex>
 #include <string>
-#include <type_traits>
 
 #include "../cuda_check.hpp"
+#include "../portable/mma_sm80.cuh"  // cp_async_16, the 16-bit packing
 #include "hopper_config.cuh"
 #include "hopper_launch.hpp"
 #include "wgmma_sm90.cuh"
@@ -69,11 +69,6 @@ __device__ __forceinline__ void tma_load_3d_hint(uint32_t dst, const CUtensorMap
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "l"(policy)
       : "memory");
 }
-// 16 bytes global -> shared, asynchronously (cp.async); zeros when !valid (nothing is read).
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
-               : "memory");
-}
 __device__ __forceinline__ void named_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
@@ -81,13 +76,7 @@ __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.a
 // Two floats as the kernel's 16-bit element type T (bf16 or fp16), low half first.
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  if constexpr (std::is_same_v<T, __half>) {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  } else {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
+  return portable::Mma<T>::pack(lo, hi);
 }
 // Byte offset of 16-byte chunk `chunk` (0..7) of row `row` in a 128B-swizzled box: TMA's
 // SWIZZLE_128B pattern (chunk index XOR row mod 8 within each 1024-byte atom).
@@ -361,8 +350,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int gr = mtile * kRows + r;
       const bool real = gr < p.rows_per_group;
       const int t = real ? gr / p.heads_per_kv : 0, head = real ? gr % p.heads_per_kv : 0;
-      cp_async_16(smem_u32(q_s + (ch / 8) * kBoxBytes + swz(r, ch % 8)),
-                  q_base + e.seq * p.q_stride_b + t * p.q_stride_t + head * p.q_stride_h + ch * 8, real);
+      portable::cp_async_16(q_s + (ch / 8) * kBoxBytes + swz(r, ch % 8),
+                            q_base + e.seq * p.q_stride_b + t * p.q_stride_t + head * p.q_stride_h + ch * 8, real);
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     fence_async_smem();  // generic-proxy stores, read next by wgmma (async proxy)
