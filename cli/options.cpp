@@ -106,7 +106,7 @@ Problem ShapeOptions::problem() const {
   p.causal = causal;
   p.softmax_scale = softmax_scale;
   p.dtype = *parse_dtype(dtype);
-  p.kv.dtype = p.dtype;
+  p.kv_format = *plain_kv_format(p.dtype);
   // Validated before any memory is touched; make_random_inputs fills these two.
   p.num_blocks = 1;
   p.max_blocks_per_seq = 1;

@@ -30,7 +30,7 @@ Problem small_problem(int64_t b, int64_t s_q, int64_t h_q, int64_t h_kv, bool ca
   p.causal = causal;
   p.page_size = page_size;
   p.dtype = dtype;
-  p.kv.dtype = dtype;
+  p.kv_format = *mla::plain_kv_format(dtype);
   return p;
 }
 

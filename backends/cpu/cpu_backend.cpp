@@ -153,12 +153,14 @@ class CpuDevice final : public HostDevice {
   [[nodiscard]] std::string name() const override { return name_; }
 
  protected:
+  std::optional<std::string> do_unsupported_reason(const Problem& problem) const override {
+    if (problem.kv_format != plain_kv_format(problem.dtype))
+      return std::string("cpu: the ") + kv_format_name(problem.kv_format) + " KV format with " + dtype_name(problem.dtype) +
+             " queries is not implemented yet (the cache must hold the query dtype)";
+    return std::nullopt;
+  }
+
   std::unique_ptr<Plan> do_plan(const Problem& problem) const override {
-    if (problem.kv.scaling != KvScaling::none)
-      fail(ErrorCode::unsupported, "cpu: quantized KV formats (" + problem.kv.describe() + ") are not implemented yet");
-    if (problem.kv.dtype != problem.dtype)
-      fail(ErrorCode::unsupported, std::string("cpu: kv dtype ") + dtype_name(problem.kv.dtype) +
-                                       " must equal the query dtype " + dtype_name(problem.dtype));
     KernelChoice kernel = choose_kernel(problem, config_);
     return std::make_unique<CpuPlan>(problem, config_, threads_, std::move(kernel));
   }

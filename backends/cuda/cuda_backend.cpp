@@ -446,13 +446,15 @@ class CudaDevice final : public Device {
 
  protected:
   std::unique_ptr<Plan> do_plan(const Problem& p) const override {
-    if (p.kv.scaling != KvScaling::none)
-      fail(ErrorCode::unsupported, "cuda: quantized KV formats (" + p.kv.describe() + ") are not implemented yet");
+    if (is_quantized(p.kv_format))
+      fail(ErrorCode::unsupported, std::string("cuda: the ") + kv_format_name(p.kv_format) +
+                                       " KV format is not implemented by the CUDA kernels yet (they read bf16 or fp16 "
+                                       "caches); the cpu and sim_tpu backends run it");
     if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
       fail(ErrorCode::unsupported, std::string("cuda: dtype ") + dtype_name(p.dtype) + " is not supported (bf16 or fp16)");
-    if (p.kv.dtype != p.dtype)
-      fail(ErrorCode::unsupported, std::string("cuda: kv dtype ") + dtype_name(p.kv.dtype) +
-                                       " must equal the query dtype " + dtype_name(p.dtype));
+    if (p.kv().element != p.dtype)
+      fail(ErrorCode::unsupported, std::string("cuda: the ") + kv_format_name(p.kv_format) +
+                                       " KV format must match the query dtype " + dtype_name(p.dtype));
     if (p.d_c != pk::kDv || p.d_qk() != pk::kDqk)
       fail(ErrorCode::unsupported, "cuda: kernels are compiled for d_c = 512, d_r = 64; got d_c = " +
                                        std::to_string(p.d_c) + ", d_r = " + std::to_string(p.d_r));

@@ -9,6 +9,7 @@
 
 #include "mla/dtype.hpp"
 #include "mla/host_tensor.hpp"
+#include "mla/kv_cache.hpp"
 #include "tile_math.hpp"
 
 namespace mla::sim_tpu {
@@ -83,13 +84,17 @@ class Executor {
   // Keys [n0, n0 + n) of KV head g, gathered through the block table into fp32 rows.
   void load_keys(int32_t seq, int64_t g, int64_t n0, int64_t n, Scratch& s) {
     const int64_t d_qk = p_.d_qk();
+    if (p_.kv().scale != KvScaleKind::none) {  // quantized: dequantized by the format's traits
+      gather_keys_f32(p_, a_, seq, g, n0, n, s.kv.data());
+      return;
+    }
     const int32_t* blocks = a_.block_table.as<const int32_t>() + seq * a_.block_table.strides[0];
     for (int64_t j = 0; j < n; ++j) {
       const int64_t token = n0 + j;
       const int64_t block = blocks[token / p_.page_size];
       const int64_t off = block * a_.kv_cache.strides[0] + (token % p_.page_size) * a_.kv_cache.strides[1] +
                           g * a_.kv_cache.strides[2];
-      convert_to_f32(element(a_.kv_cache, off), p_.kv.dtype, d_qk, &s.kv[static_cast<size_t>(j * d_qk)]);
+      convert_to_f32(element(a_.kv_cache, off), p_.kv().element, d_qk, &s.kv[static_cast<size_t>(j * d_qk)]);
     }
   }
 

@@ -31,7 +31,7 @@ class ChipLowering {
   ChipLowering(const Problem& p, const SimConfig& c, const StepWork& step, const ChipWork& chip)
       : p_(p), c_(c), t_(step.tiling), chip_(chip), slot_store_(static_cast<size_t>(step.partial_slots), -1) {
     esize_ = static_cast<double>(dtype_size(p.dtype));
-    kv_esize_ = static_cast<double>(dtype_size(p.kv.dtype));
+    kv_token_bytes_ = static_cast<double>(kv_token_bytes(p.kv_format, p.d_c, p.d_r));
     const CoreModel& core = c.chip.core;
     const double tflops = p.dtype == DType::bf16 ? core.bdc_bf16_tflops
                           : p.dtype == DType::fp16 ? core.bdc_fp16_tflops
@@ -192,7 +192,7 @@ class ChipLowering {
       const double n = static_cast<double>(std::min(tile, chunk.end - n0));
       const size_t slot = s.kv_tiles.take();
       last_load = gdma(s, Op::load_kv_tile, MemoryKind::l2, MemoryKind::lmem, w.seq,
-                       n * static_cast<double>(kv_heads(w) * p_.d_qk()) * kv_esize_, {chunk.sdma},
+                       n * static_cast<double>(kv_heads(w)) * kv_token_bytes_, {chunk.sdma},
                        &s.kv_tiles.users[slot]);
       flush_store(s);  // the previous item's output leaves once this item's first load is queued
       const double vector_ops = static_cast<double>(rows) * (n * kVectorOpsPerScore + p_.d_v() * kVectorOpsPerAccum);
@@ -269,7 +269,7 @@ class ChipLowering {
     ch.slot = r.take();
     const int64_t ps = p_.page_size;
     const double pages = static_cast<double>((end - 1) / ps - begin / ps + 1);
-    const double bytes = static_cast<double>(end - begin) * static_cast<double>(p_.h_kv * p_.d_qk()) * kv_esize_;
+    const double bytes = static_cast<double>(end - begin) * static_cast<double>(p_.h_kv) * kv_token_bytes_;
     const int32_t lane = static_cast<int32_t>(sdma_issued_++ % c_.chip.sdma.engines);
     ch.sdma = emit(lane, Op::gather_kv, MemoryKind::ddr, MemoryKind::l2, seq, bytes,
                    dma_fixed_ns(c_.chip.sdma, pages, MemoryKind::ddr, MemoryKind::l2), 0, {}, &r.users[ch.slot]);
@@ -375,7 +375,7 @@ class ChipLowering {
   std::vector<Ring> l2_rings_;
   std::vector<int32_t> item_chunks_done_;
   std::vector<int32_t> slot_store_;
-  double esize_ = 2, kv_esize_ = 2, flops_per_ns_ = 1, vector_ops_per_ns_ = 1, bdc_overhead_ns_ = 0;
+  double esize_ = 2, kv_token_bytes_ = 1152, flops_per_ns_ = 1, vector_ops_per_ns_ = 1, bdc_overhead_ns_ = 0;
   int64_t buffers_ = 2;
   int64_t sdma_issued_ = 0;
 };

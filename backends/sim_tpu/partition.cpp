@@ -54,7 +54,7 @@ std::vector<HeadRange> core_head_ranges(const Problem& p, const SimConfig& c, St
 }
 
 int64_t kv_row_bytes(const Problem& p) {
-  return p.h_kv * p.d_qk() * static_cast<int64_t>(dtype_size(p.kv.dtype));
+  return p.h_kv * kv_token_bytes(p.kv_format, p.d_c, p.d_r);
 }
 
 int64_t l2_bytes_needed(const Problem& p, const SimConfig& c, Strategy strategy, int64_t chunk, bool double_buffer) {
@@ -87,7 +87,7 @@ HeadRange heads_of_rank(const Problem& p, const Topology& t, int64_t rank) {
 int64_t lmem_bytes_needed(const Problem& p, const SimConfig& c, Strategy strategy, int64_t tile, bool double_buffer,
                           bool weights_resident) {
   const int64_t esize = static_cast<int64_t>(dtype_size(p.dtype));
-  const int64_t kv_esize = static_cast<int64_t>(dtype_size(p.kv.dtype));
+  const int64_t kv_token = kv_token_bytes(p.kv_format, p.d_c, p.d_r);
   const int64_t buffers = double_buffer ? 2 : 1;
   const bool absorb = p.variant == Variant::absorb;
   int64_t worst = 0;
@@ -96,7 +96,7 @@ int64_t lmem_bytes_needed(const Problem& p, const SimConfig& c, Strategy strateg
     int64_t bytes = 0;
     bytes += buffers * rows * p.d_qk() * 4;                                    // fp32 query rows
     if (absorb) bytes += buffers * rows * (p.d_nope + p.d_r) * esize;         // q_nope, q_rope staging
-    bytes += buffers * tile * kv_heads_spanned(p, r) * p.d_qk() * kv_esize;   // KV tiles
+    bytes += buffers * tile * kv_heads_spanned(p, r) * kv_token;   // KV tiles
     bytes += rows * tile * 4;                                                 // scores / probabilities
     bytes += rows * (p.d_v() + 2) * 4;                                        // accumulator, max, sum
     bytes += buffers * rows * (p.out_width() * esize + 4);                    // output and lse

@@ -118,8 +118,6 @@ class SimDevice final : public HostDevice {
 
  protected:
   std::unique_ptr<Plan> do_plan(const Problem& problem) const override {
-    if (problem.kv.scaling != KvScaling::none)
-      fail(ErrorCode::unsupported, "sim_tpu: quantized KV formats (" + problem.kv.describe() + ") are not modelled yet");
     std::vector<StrategyFit> fits;
     if (config_.kernel.partition == "auto") {
       for (Strategy s : {Strategy::heads, Strategy::batch, Strategy::sequence}) fits.push_back(fit_strategy(problem, config_, s));

@@ -15,7 +15,7 @@ namespace {
 void check_ddr_capacity(const Problem& p, const SimConfig& c, const ChipWork& chip, const int32_t* lens) {
   int64_t pages = 0;
   for (int32_t s : chip.sequences) pages += (lens[s] + p.page_size - 1) / p.page_size;
-  int64_t bytes = pages * p.page_size * p.h_kv * p.d_qk() * static_cast<int64_t>(dtype_size(p.kv.dtype));
+  int64_t bytes = pages * p.page_size * p.h_kv * kv_token_bytes(p.kv_format, p.d_c, p.d_r);
   if (p.variant == Variant::absorb)
     bytes += chip.head_count * (p.d_nope * p.d_c + p.d_c * p.d_vh) * static_cast<int64_t>(dtype_size(p.dtype));
   if (bytes > c.chip.ddr.bytes)

@@ -11,11 +11,36 @@ namespace mla {
 
 std::unique_ptr<Plan> Device::plan(const Problem& problem) const {
   validate_problem(problem);
+  if (std::optional<std::string> reason = do_unsupported_reason(problem)) fail(ErrorCode::unsupported, *reason);
   auto plan = do_plan(problem);
   if (!plan) fail(ErrorCode::internal, backend_name() + ": do_plan returned no plan");
   plan->memory_space_ = memory_space();
   log_info(backend_name() + ": plan " + problem.describe() + " -> " + plan->kernel_name() + " (" + plan->explain() + ")");
   return plan;
+}
+
+Support Device::supports(const Problem& problem) const noexcept {
+  try {
+    validate_problem(problem);
+    if (std::optional<std::string> reason = do_unsupported_reason(problem))
+      return {false, ErrorCode::unsupported, std::move(*reason)};
+    return {};
+  } catch (const Error& e) {
+    return {false, e.code(), e.what()};
+  } catch (const std::exception& e) {
+    return {false, ErrorCode::internal, e.what()};
+  }
+}
+
+std::optional<std::string> Device::do_unsupported_reason(const Problem&) const { return std::nullopt; }
+
+void Device::write_kv(const WriteKvArgs& args, void* stream, const WriteKvOptions& options) {
+  validate_write_kv(args, memory_space());
+  do_write_kv(args, stream, options);
+}
+
+void Device::do_write_kv(const WriteKvArgs&, void*, const WriteKvOptions&) {
+  fail(ErrorCode::unsupported, backend_name() + ": write_kv is not implemented by this backend");
 }
 
 std::optional<double> Device::measure_matmul_tflops() {

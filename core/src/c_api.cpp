@@ -187,7 +187,34 @@ mla_tensor mla_tensor_contiguous(void* data, int32_t dtype, int32_t rank, const 
 }
 
 void mla_problem_init(mla_problem* problem) {
-  if (problem) *problem = from_problem(mla::Problem{});
+  if (!problem) return;
+  *problem = from_problem(mla::Problem{});
+  problem->kv_format = MLA_KV_FORMAT_FROM_DTYPE;  // so a caller that sets only kv_dtype gets that format
+}
+
+mla_status* mla_device_supports(mla_supports_args* args) {
+  return guarded("mla_device_supports", [&](std::string& backend) {
+    require_struct(args, args ? args->struct_size : 0, MLA_C_API_V1_SIZE(mla_supports_args, reason_size),
+                   "mla_supports_args");
+    args->supported = 0;
+    args->code = MLA_OK;
+    args->reason_size = 0;
+    require_pointer(args->device, "device");
+    backend = args->device->backend;
+    require_struct(args->problem, args->problem ? args->problem->struct_size : 0,
+                   MLA_C_API_V1_SIZE(mla_problem, kv_scale_tile), "mla_problem");
+    mla_problem defaults;
+    mla_problem_init(&defaults);
+    mla::Support support;
+    try {
+      support = args->device->device->supports(to_problem(read_struct(*args->problem, defaults)));
+    } catch (const mla::Error& e) {  // a field the conversion rejects is an answer too
+      support = {false, e.code(), e.what()};
+    }
+    args->supported = support.supported ? 1 : 0;
+    args->code = static_cast<int32_t>(support.code);
+    args->reason_size = copy_to_buffer(support.reason, args->reason, args->reason_capacity);
+  });
 }
 
 // ---- Plan -------------------------------------------------------------------------------
@@ -281,6 +308,32 @@ mla_status* mla_run(mla_run_args* args) {
     args->seconds = result.seconds;
     args->simulated = result.simulated ? 1 : 0;
     args->report_json_size = copy_to_buffer(result.report_json, args->report_json, args->report_json_capacity);
+  });
+}
+
+// ---- Writing the cache ------------------------------------------------------------------
+
+mla_status* mla_write_kv(mla_write_kv_args* args) {
+  return guarded("mla_write_kv", [&](std::string& backend) {
+    require_struct(args, args ? args->struct_size : 0, MLA_C_API_V1_SIZE(mla_write_kv_args, validate_slots),
+                   "mla_write_kv_args");
+    require_pointer(args->device, "device");
+    backend = args->device->backend;
+    if (args->kv_format == MLA_KV_FORMAT_FROM_DTYPE)
+      mla::fail(mla::ErrorCode::invalid_argument, "kv_format: name the cache's format (MLA_KV_FORMAT_*)");
+    mla_problem format_only;
+    mla_problem_init(&format_only);
+    format_only.kv_format = args->kv_format;
+    mla::WriteKvArgs w;
+    w.kv_format = to_problem(format_only).kv_format;
+    w.kv_c = to_view(args->kv_c, "kv_c");
+    w.k_pe = to_view(args->k_pe, "k_pe");
+    w.slot_mapping = to_view(args->slot_mapping, "slot_mapping");
+    w.kv_cache = to_view(args->kv_cache, "kv_cache");
+    w.kv_scale = to_view(args->kv_scale, "kv_scale");
+    mla::WriteKvOptions options;
+    options.validate_slots = args->validate_slots != 0;
+    args->device->device->write_kv(w, args->stream, options);
   });
 }
 

@@ -1,5 +1,7 @@
 // C structs <-> C++ types. The C enums carry the C++ values (checked below), so conversion is
 // a range check plus a cast; a value outside the range is the caller's error, said as such.
+#include <iterator>
+#include <optional>
 #include <string>
 
 #include "c_api_internal.hpp"
@@ -15,7 +17,9 @@ static_assert(MLA_DTYPE_BF16 == static_cast<int>(DType::bf16) && MLA_DTYPE_FP32 
 static_assert(MLA_DTYPE_INT32 == static_cast<int>(DType::int32) && MLA_DTYPE_FP64 == static_cast<int>(DType::fp64));
 static_assert(MLA_MEMORY_DEVICE == static_cast<int>(MemorySpace::device));
 static_assert(MLA_VARIANT_ABSORB == static_cast<int>(Variant::absorb));
-static_assert(MLA_KV_SCALING_PER_TOKEN == static_cast<int>(KvScaling::per_token));
+static_assert(MLA_DTYPE_UINT8 == static_cast<int>(DType::uint8));
+static_assert(MLA_KV_FORMAT_BF16 == static_cast<int>(KvFormat::bf16) && MLA_KV_FORMAT_INT8 == static_cast<int>(KvFormat::int8));
+static_assert(MLA_KV_FORMAT_FP8_DS_MLA == static_cast<int>(KvFormat::fp8_ds_mla));
 static_assert(MLA_COPY_DEVICE_TO_DEVICE == static_cast<int>(CopyKind::device_to_device));
 
 namespace {
@@ -28,7 +32,49 @@ int32_t checked_enum(int32_t value, int32_t last, const std::string& field) {
 }
 
 DType to_dtype(int32_t value, const std::string& field) {
-  return static_cast<DType>(checked_enum(value, MLA_DTYPE_FP64, field));
+  return static_cast<DType>(checked_enum(value, MLA_DTYPE_UINT8, field));
+}
+
+// The C struct's operands next to the C++ ones; the static_assert keeps the two complete.
+struct COperand {
+  mla_tensor mla_tensors::*c;
+  TensorView RunArgs::*cpp;
+};
+constexpr COperand kCOperands[] = {
+    {&mla_tensors::q, &RunArgs::q},
+    {&mla_tensors::q_nope, &RunArgs::q_nope},
+    {&mla_tensors::q_rope, &RunArgs::q_rope},
+    {&mla_tensors::w_uk, &RunArgs::w_uk},
+    {&mla_tensors::w_uv, &RunArgs::w_uv},
+    {&mla_tensors::kv_cache, &RunArgs::kv_cache},
+    {&mla_tensors::kv_scale, &RunArgs::kv_scale},
+    {&mla_tensors::block_table, &RunArgs::block_table},
+    {&mla_tensors::cache_seqlens, &RunArgs::cache_seqlens},
+    {&mla_tensors::out, &RunArgs::out},
+    {&mla_tensors::lse, &RunArgs::lse},
+};
+static_assert(std::size(kCOperands) == std::size(kRunOperands), "every RunArgs operand needs its mla_tensors field");
+
+const char* operand_name(TensorView RunArgs::*member) {
+  for (const RunOperand& op : kRunOperands)
+    if (op.member == member) return op.name;
+  return "operand";
+}
+
+KvFormat to_kv_format(const mla_problem& c) {
+  if (c.kv_format != MLA_KV_FORMAT_FROM_DTYPE)
+    return static_cast<KvFormat>(checked_enum(c.kv_format, MLA_KV_FORMAT_INT8, "problem.kv_format"));
+  if (c.kv_scaling != MLA_KV_SCALING_NONE)
+    fail(ErrorCode::invalid_argument,
+         "problem.kv_scaling: quantized caches are named by problem.kv_format (fp8_e4m3, fp8_ds_mla, int8); "
+         "leave kv_scaling at MLA_KV_SCALING_NONE");
+  const DType dtype = to_dtype(c.kv_dtype, "problem.kv_dtype");
+  const std::optional<KvFormat> plain = plain_kv_format(dtype);
+  if (!plain)
+    fail(ErrorCode::invalid_argument, std::string("problem.kv_dtype: ") + dtype_name(dtype) +
+                                          " is not a plain cache dtype (bf16, fp16, fp32); name a quantized "
+                                          "cache with problem.kv_format");
+  return *plain;
 }
 
 }  // namespace
@@ -49,16 +95,7 @@ TensorView to_view(const mla_tensor& tensor, const char* name) {
 
 RunArgs to_run_args(const mla_tensors& tensors) {
   RunArgs args;
-  args.q = to_view(tensors.q, "q");
-  args.q_nope = to_view(tensors.q_nope, "q_nope");
-  args.q_rope = to_view(tensors.q_rope, "q_rope");
-  args.w_uk = to_view(tensors.w_uk, "w_uk");
-  args.w_uv = to_view(tensors.w_uv, "w_uv");
-  args.kv_cache = to_view(tensors.kv_cache, "kv_cache");
-  args.block_table = to_view(tensors.block_table, "block_table");
-  args.cache_seqlens = to_view(tensors.cache_seqlens, "cache_seqlens");
-  args.out = to_view(tensors.out, "out");
-  args.lse = to_view(tensors.lse, "lse");
+  for (const COperand& op : kCOperands) args.*op.cpp = to_view(tensors.*op.c, operand_name(op.cpp));
   return args;
 }
 
@@ -79,9 +116,7 @@ Problem to_problem(const mla_problem& c) {
   p.causal = c.causal != 0;
   p.softmax_scale = c.softmax_scale;
   p.dtype = to_dtype(c.dtype, "problem.dtype");
-  p.kv.dtype = to_dtype(c.kv_dtype, "problem.kv_dtype");
-  p.kv.scaling = static_cast<KvScaling>(checked_enum(c.kv_scaling, MLA_KV_SCALING_PER_TOKEN, "problem.kv_scaling"));
-  p.kv.scale_tile = c.kv_scale_tile;
+  p.kv_format = to_kv_format(c);
   return p;
 }
 
@@ -103,9 +138,10 @@ mla_problem from_problem(const Problem& p) {
   c.causal = p.causal ? 1 : 0;
   c.softmax_scale = p.softmax_scale;
   c.dtype = static_cast<int32_t>(p.dtype);
-  c.kv_dtype = static_cast<int32_t>(p.kv.dtype);
-  c.kv_scaling = static_cast<int32_t>(p.kv.scaling);
-  c.kv_scale_tile = p.kv.scale_tile;
+  c.kv_dtype = static_cast<int32_t>(p.kv().element);
+  c.kv_scaling = MLA_KV_SCALING_NONE;
+  c.kv_scale_tile = 0;
+  c.kv_format = static_cast<int32_t>(p.kv_format);
   return c;
 }
 

@@ -1,5 +1,6 @@
 #include "mla/compare.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -18,6 +19,15 @@ Tolerance tolerance_for(DType dtype) {
   }
 }
 
+Tolerance quantization_tolerance(const Problem& p) {
+  const double rel = p.kv().quantization_tolerance;
+  const Tolerance base = tolerance_for(p.dtype);
+  // Per element and on lse, quantization moves values by a few of the format's steps: the
+  // same multiple of rel L2 as the base tolerance allows over its own rel L2.
+  return {std::max(rel, base.rel_l2), std::max(base.max_abs, base.max_abs * rel / base.rel_l2),
+          std::max(base.lse_abs, base.lse_abs * rel / base.rel_l2)};
+}
+
 namespace {
 // NaN, +Inf, -Inf and finite are four classes; the contract is that they match position by
 // position. A NaN where the reference has none may also be the poison a run never overwrote.
@@ -34,13 +44,18 @@ int64_t strided_offset(const TensorView& t, int64_t flat) {
 }  // namespace
 
 Comparison compare_to_reference(const Problem& p, const ReferenceOutput& ref, const TensorView& out, const TensorView& lse) {
+  return compare_to_reference(p, ref, out, lse, tolerance_for(p.dtype));
+}
+
+Comparison compare_to_reference(const Problem& p, const ReferenceOutput& ref, const TensorView& out, const TensorView& lse,
+                                const Tolerance& tolerance) {
   if (out.space != MemorySpace::host || lse.space != MemorySpace::host)
     fail(ErrorCode::invalid_argument, "compare_to_reference: out and lse must be host tensors");
   if (out.numel() != static_cast<int64_t>(ref.out.size()) || lse.numel() != static_cast<int64_t>(ref.lse.size()))
     fail(ErrorCode::invalid_argument, "compare_to_reference: out " + out.describe() + " / lse " + lse.describe() +
                                           " do not match the reference sizes");
   Comparison c;
-  c.tolerance = tolerance_for(p.dtype);
+  c.tolerance = tolerance;
   double diff2 = 0, ref2 = 0, dot = 0, got2 = 0;
   int64_t zeros = 0, nonzero_ref = 0;
   for (int64_t k = 0; k < out.numel(); ++k) {

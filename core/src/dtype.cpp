@@ -11,6 +11,7 @@ struct DTypeInfo {
 constexpr DTypeInfo kDTypes[] = {
     {DType::bf16, "bf16", 2},  {DType::fp16, "fp16", 2},   {DType::fp32, "fp32", 4}, {DType::fp8_e4m3, "fp8_e4m3", 1},
     {DType::int8, "int8", 1},  {DType::int32, "int32", 4}, {DType::int64, "int64", 8}, {DType::fp64, "fp64", 8},
+    {DType::uint8, "uint8", 1},
 };
 }  // namespace
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "mla/error.hpp"
+#include "mla/kv_cache.hpp"
 
 namespace mla {
 
@@ -29,5 +30,7 @@ void HostDevice::copy(void* dst, const void* src, size_t bytes, CopyKind, void*)
 }
 
 void HostDevice::synchronize(void*) {}
+
+void HostDevice::do_write_kv(const WriteKvArgs& args, void*, const WriteKvOptions&) { write_kv_host(args); }
 
 }  // namespace mla

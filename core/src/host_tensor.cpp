@@ -7,6 +7,7 @@
 
 #include "mla/error.hpp"
 #include "mla/half.hpp"
+#include "mla/kv_format.hpp"
 
 namespace mla {
 
@@ -43,6 +44,8 @@ double load_element(const void* base, DType dtype, int64_t offset) {
     case DType::int32: return static_cast<const int32_t*>(base)[offset];
     case DType::int64: return static_cast<double>(static_cast<const int64_t*>(base)[offset]);
     case DType::int8: return static_cast<const int8_t*>(base)[offset];
+    case DType::uint8: return static_cast<const uint8_t*>(base)[offset];
+    case DType::fp8_e4m3: return fp8_e4m3_to_float(static_cast<const uint8_t*>(base)[offset]);
     default: fail(ErrorCode::unsupported, std::string("load_element: dtype ") + dtype_name(dtype));
   }
 }
@@ -92,6 +95,8 @@ void HostTensor::set(int64_t i, double value) {
     case DType::int32: as<int32_t>()[i] = static_cast<int32_t>(value); break;
     case DType::int64: as<int64_t>()[i] = static_cast<int64_t>(value); break;
     case DType::int8: as<int8_t>()[i] = static_cast<int8_t>(value); break;
+    case DType::uint8: as<uint8_t>()[i] = static_cast<uint8_t>(value); break;
+    case DType::fp8_e4m3: as<uint8_t>()[i] = float_to_fp8_e4m3(static_cast<float>(value)); break;
     default: fail(ErrorCode::unsupported, std::string("HostTensor::set: dtype ") + dtype_name(view_.dtype));
   }
 }
@@ -101,7 +106,8 @@ void HostTensor::fill_nan() {
   for (int64_t i = 0; i < n; ++i) {
     if (view_.dtype == DType::int32) as<int32_t>()[i] = 2147480000;
     else if (view_.dtype == DType::int64) as<int64_t>()[i] = std::numeric_limits<int64_t>::max() / 2;
-    else if (view_.dtype == DType::int8) as<int8_t>()[i] = 127;
+    else if (view_.dtype == DType::int8) as<int8_t>()[i] = -128;  // a code no writer produces
+    else if (view_.dtype == DType::uint8) as<uint8_t>()[i] = 0xff;
     else set(i, std::numeric_limits<double>::quiet_NaN());
   }
 }

@@ -72,11 +72,6 @@ void fill_random(HostTensor& t, uint64_t seed, double scale) {
   });
 }
 
-void fill_nan_range(HostTensor& t, int64_t begin, int64_t count) {
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  for (int64_t i = begin; i < begin + count; ++i) t.set(i, nan);
-}
-
 }  // namespace
 
 Problem random_inputs_problem(const Problem& base, const InputSpec& spec, std::vector<int32_t>* seqlens) {
@@ -123,14 +118,25 @@ HostInputs make_random_inputs(const Problem& base, const InputSpec& spec) {
   std::mt19937_64 rng(next_seed());
   std::shuffle(physical.begin(), physical.end(), rng);
 
-  // Every element random first; then, with poison, NaN into every row no valid token owns.
-  in.kv_cache = HostTensor(p.kv.dtype, {p.num_blocks, p.page_size, p.h_kv, p.d_qk()});
-  fill_random(in.kv_cache, next_seed(), 1.0);
+  // Every element random first (quantized formats: random bf16 values, then quantized with a
+  // scale calibrated on them); then, with poison, every token no valid position owns gets the
+  // format's poison.
+  const KvFormatTraits& kv = p.kv();
+  const int64_t d_qk = p.d_qk();
+  const bool quantized = kv.scale != KvScaleKind::none;
+  HostTensor values(quantized ? DType::bf16 : kv.element, {p.num_blocks, p.page_size, p.h_kv, d_qk});
+  fill_random(values, next_seed(), 1.0);
+  if (spec.kv_outlier_channels > 0) {
+    const int64_t step = std::max<int64_t>(1, d_qk / spec.kv_outlier_channels);
+    for (int64_t row = 0; row < p.num_blocks * p.page_size * p.h_kv; ++row)
+      for (int64_t c = 0, n = 0; c < d_qk && n < spec.kv_outlier_channels; c += step, ++n)
+        values.set(row * d_qk + c, 32.0 * values.get(row * d_qk + c));
+  }
   in.block_table = HostTensor(DType::int32, {b, p.max_blocks_per_seq});
   if (spec.poison) in.block_table.fill_nan();  // junk ids everywhere, then the used pages get real ones
   else std::fill_n(in.block_table.as<int32_t>(), b * p.max_blocks_per_seq, 0);
 
-  const int64_t row = p.h_kv * p.d_qk();
+  std::vector<char> valid_token(static_cast<size_t>(p.num_blocks * p.page_size), 0);
   size_t next = 0;
   for (int64_t i = 0; i < b; ++i) {
     const int64_t len = in.seqlens[static_cast<size_t>(i)];
@@ -139,13 +145,44 @@ HostInputs make_random_inputs(const Problem& base, const InputSpec& spec) {
       const int32_t block = physical[next++];
       in.block_table.as<int32_t>()[i * p.max_blocks_per_seq + j] = block;
       const int64_t valid = std::min(p.page_size, len - j * p.page_size);
-      if (spec.poison)
-        fill_nan_range(in.kv_cache, (static_cast<int64_t>(block) * p.page_size + valid) * row, (p.page_size - valid) * row);
+      std::fill_n(&valid_token[static_cast<size_t>(block * p.page_size)], valid, 1);
     }
   }
-  if (spec.poison)
-    for (size_t k = next; k < physical.size(); ++k)
-      fill_nan_range(in.kv_cache, static_cast<int64_t>(physical[k]) * p.page_size * row, p.page_size * row);
+
+  if (quantized) {
+    std::vector<float> amax(static_cast<size_t>(d_qk), 0.0f), token(static_cast<size_t>(d_qk));
+    for (int64_t slot = 0; slot < p.num_blocks * p.page_size; ++slot)
+      for (int64_t g = 0; g < p.h_kv; ++g)
+        for (int64_t c = 0; c < d_qk; ++c)
+          amax[static_cast<size_t>(c)] =
+              std::max(amax[static_cast<size_t>(c)], static_cast<float>(std::fabs(values.get((slot * p.h_kv + g) * d_qk + c))));
+    const std::vector<int64_t> scale_shape = kv_scale_shape(p.kv_format, p.d_c, p.d_r);
+    if (!scale_shape.empty()) {
+      in.kv_scale = HostTensor(DType::fp32, scale_shape);
+      const std::vector<float> scale = kv_scale_from_amax(p.kv_format, amax);
+      std::copy(scale.begin(), scale.end(), in.kv_scale.as<float>());
+    }
+    in.kv_cache = HostTensor(kv.element, {p.num_blocks, p.page_size, p.h_kv, p.kv_token_elements()});
+    const auto* scale = in.kv_scale.defined() ? in.kv_scale.as<const float>() : nullptr;
+    const int64_t token_bytes = kv_token_bytes(p.kv_format, p.d_c, p.d_r);
+    for (int64_t row = 0; row < p.num_blocks * p.page_size * p.h_kv; ++row) {
+      for (int64_t c = 0; c < d_qk; ++c) token[static_cast<size_t>(c)] = static_cast<float>(values.get(row * d_qk + c));
+      kv.quantize(token.data(), scale, p.d_c, p.d_r, in.kv_cache.as<char>() + row * token_bytes);
+    }
+    in.kv_unquantized = values;
+  } else {
+    in.kv_cache = values;
+  }
+  if (spec.poison) {
+    const int64_t token_bytes = kv_token_bytes(p.kv_format, p.d_c, p.d_r);
+    for (int64_t slot = 0; slot < p.num_blocks * p.page_size; ++slot) {
+      if (valid_token[static_cast<size_t>(slot)]) continue;
+      for (int64_t g = 0; g < p.h_kv; ++g) {
+        kv.poison(in.kv_cache.as<char>() + (slot * p.h_kv + g) * token_bytes, p.d_c, p.d_r);
+        if (quantized) kv_format_traits(KvFormat::bf16).poison(in.kv_unquantized.as<uint16_t>() + (slot * p.h_kv + g) * d_qk, p.d_c, p.d_r);
+      }
+    }
+  }
 
   in.cache_seqlens = HostTensor(DType::int32, {b});
   std::copy(in.seqlens.begin(), in.seqlens.end(), in.cache_seqlens.as<int32_t>());
@@ -163,11 +200,25 @@ RunArgs HostInputs::args() const {
   a.w_uk = w_uk.view();
   a.w_uv = w_uv.view();
   a.kv_cache = kv_cache.view();
+  a.kv_scale = kv_scale.view();
   a.block_table = block_table.view();
   a.cache_seqlens = cache_seqlens.view();
   a.out = out.view();
   a.lse = lse.view();
   return a;
+}
+
+HostInputs HostInputs::unquantized() const {
+  if (!kv_unquantized.defined()) fail(ErrorCode::internal, "HostInputs::unquantized: the cache is not quantized");
+  HostInputs u = *this;
+  u.problem.kv_format = KvFormat::bf16;
+  u.kv_cache = kv_unquantized;
+  u.kv_scale = HostTensor();
+  u.kv_unquantized = HostTensor();
+  u.out = HostTensor(out.view().dtype, {problem.batch, problem.s_q, problem.h_q, problem.out_width()});
+  u.lse = HostTensor(DType::fp32, {problem.batch, problem.h_q, problem.s_q});
+  u.poison_outputs();
+  return u;
 }
 
 void HostInputs::poison_outputs() {
@@ -198,7 +249,11 @@ Problem infer_problem_from_tensors(Problem p, const RunArgs& a) {
   p.num_blocks = a.kv_cache.shape[0];
   p.page_size = a.kv_cache.shape[1];
   p.h_kv = a.kv_cache.shape[2];
-  p.kv.dtype = a.kv_cache.dtype;
+  const std::optional<KvFormat> format = kv_format_of_element(a.kv_cache.dtype);
+  if (!format)
+    fail(ErrorCode::invalid_argument, std::string("kv_cache: no KV format stores ") + dtype_name(a.kv_cache.dtype) +
+                                          " elements (formats: " + kv_format_names() + ")");
+  p.kv_format = *format;
   p.max_blocks_per_seq = a.block_table.shape[1];
   if (p.variant == Variant::latent) {
     p.d_c = a.q.shape[3] - p.d_r;

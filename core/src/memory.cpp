@@ -118,7 +118,9 @@ MemoryEstimate problem_tensors(const Problem& p) {
     m.add("w_uk", tensor_bytes(p.dtype, {p.h_q, p.d_nope, p.d_c}));
     m.add("w_uv", tensor_bytes(p.dtype, {p.h_q, p.d_c, p.d_vh}));
   }
-  m.add("kv_cache", tensor_bytes(p.kv.dtype, {p.num_blocks, p.page_size, p.h_kv, p.d_qk()}));
+  m.add("kv_cache", tensor_bytes(p.kv().element, {p.num_blocks, p.page_size, p.h_kv, p.kv_token_elements()}));
+  const std::vector<int64_t> scale = kv_scale_shape(p.kv_format, p.d_c, p.d_r);
+  if (!scale.empty()) m.add("kv_scale", tensor_bytes(DType::fp32, {scale[0]}));
   m.add("block_table", tensor_bytes(DType::int32, {p.batch, p.max_blocks_per_seq}));
   m.add("cache_seqlens", tensor_bytes(DType::int32, {p.batch}));
   m.add("out", tensor_bytes(p.dtype, {p.batch, p.s_q, p.h_q, p.out_width()}));

@@ -7,13 +7,6 @@ namespace mla {
 
 const char* variant_name(Variant variant) { return variant == Variant::absorb ? "absorb" : "latent"; }
 
-std::string KvFormat::describe() const {
-  std::string s = dtype_name(dtype);
-  if (scaling == KvScaling::per_tile) s += " (per-tile scales of " + std::to_string(scale_tile) + " tokens)";
-  if (scaling == KvScaling::per_token) s += " (per-token scales)";
-  return s;
-}
-
 float Problem::effective_scale() const {
   if (softmax_scale != 0.0f) return softmax_scale;
   double width = variant == Variant::absorb ? static_cast<double>(d_nope + d_r) : static_cast<double>(d_qk());
@@ -26,7 +19,7 @@ std::string Problem::describe() const {
      << " d_c=" << d_c << " d_r=" << d_r;
   if (variant == Variant::absorb) os << " d_nope=" << d_nope << " d_vh=" << d_vh;
   os << " page=" << page_size << " blocks=" << num_blocks << "x" << max_blocks_per_seq
-     << " causal=" << (causal ? "on" : "off") << " dtype=" << dtype_name(dtype) << " kv=" << kv.describe();
+     << " causal=" << (causal ? "on" : "off") << " dtype=" << dtype_name(dtype) << " kv=" << kv_format_name(kv_format);
   return os.str();
 }
 

@@ -9,6 +9,7 @@
 
 #include "mla/error.hpp"
 #include "mla/host_tensor.hpp"
+#include "mla/kv_cache.hpp"
 #include "mla/validate.hpp"
 
 namespace mla {
@@ -65,12 +66,10 @@ ReferenceOutput reference_decode(const Problem& p, const RunArgs& a) {
       // Two passes over the keys: scores (kept), then the weighted sum of values.
       std::vector<double> scores(static_cast<size_t>(rows * std::max<int64_t>(len, 1)));
       std::vector<double> kv(static_cast<size_t>(kChunk * d_qk));
-      auto load_chunk = [&](int64_t start, int64_t count) {
-        for (int64_t j = 0; j < count; ++j) {
-          const int64_t token = start + j;
-          const int64_t block = a.block_table.as<const int32_t>()[i * a.block_table.strides[0] + token / p.page_size];
-          for (int64_t d = 0; d < d_qk; ++d) kv[static_cast<size_t>(j * d_qk + d)] = at(a.kv_cache, block, token % p.page_size, g, d);
-        }
+      std::vector<float> keys(static_cast<size_t>(kChunk * d_qk));
+      auto load_chunk = [&](int64_t start, int64_t count) {  // dequantized by the format's traits
+        gather_keys_f32(p, a, i, g, start, count, keys.data());
+        std::copy(keys.begin(), keys.begin() + count * d_qk, kv.begin());
       };
       for (int64_t start = 0; start < len; start += kChunk) {
         const int64_t count = std::min(kChunk, len - start);

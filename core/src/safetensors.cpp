@@ -21,7 +21,8 @@ struct DTypeName {
 };
 constexpr DTypeName kNames[] = {{DType::bf16, "BF16"}, {DType::fp16, "F16"},     {DType::fp32, "F32"},
                                  {DType::fp64, "F64"},  {DType::int32, "I32"},   {DType::int64, "I64"},
-                                 {DType::int8, "I8"},   {DType::fp8_e4m3, "F8_E4M3"}};
+                                 {DType::int8, "I8"},   {DType::fp8_e4m3, "F8_E4M3"},
+                                 {DType::uint8, "U8"}};
 
 const char* st_name(DType d) {
   for (const auto& n : kNames)

@@ -72,6 +72,16 @@ void check_unused(const char* name, const TensorView& t, Variant variant) {
 
 }  // namespace
 
+void check_kv_scale(const TensorView& kv_scale, KvFormat format, int64_t d_c, int64_t d_r, MemorySpace space) {
+  const std::vector<int64_t> shape = kv_scale_shape(format, d_c, d_r);
+  if (shape.empty()) {
+    if (!kv_scale.empty())
+      bad(std::string("kv_scale: the ") + kv_format_name(format) + " KV format takes no kv_scale; leave it empty");
+    return;
+  }
+  check_tensor("kv_scale", kv_scale, DType::fp32, shape, space);
+}
+
 void validate_problem(const Problem& p) {
   require_range("batch", p.batch, 1, 1 << 20);
   require_range("s_q", p.s_q, 1, 1024);
@@ -95,15 +105,11 @@ void validate_problem(const Problem& p) {
     bad("problem.softmax_scale: expected a finite value (0 for the default), got " + std::to_string(p.softmax_scale));
   if (!is_float_activation(p.dtype))
     bad(std::string("problem.dtype: expected bf16, fp16 or fp32, got ") + dtype_name(p.dtype));
-  bool plain_kv = is_float_activation(p.kv.dtype);
-  if (plain_kv && p.kv.scaling != KvScaling::none)
-    bad(std::string("problem.kv: a ") + dtype_name(p.kv.dtype) + " cache takes no scales");
-  if (!plain_kv && p.kv.dtype != DType::fp8_e4m3 && p.kv.dtype != DType::int8)
-    bad(std::string("problem.kv.dtype: expected bf16, fp16, fp32, fp8_e4m3 or int8, got ") + dtype_name(p.kv.dtype));
-  if (!plain_kv && p.kv.scaling == KvScaling::none)
-    bad(std::string("problem.kv: a ") + dtype_name(p.kv.dtype) + " cache needs per_tile or per_token scales");
-  if (p.kv.scaling == KvScaling::per_tile && p.kv.scale_tile < 1)
-    bad("problem.kv.scale_tile: expected >= 1 tokens per scale, got " + std::to_string(p.kv.scale_tile));
+  const KvFormatTraits& kv = kv_format_traits(p.kv_format);  // throws for a value outside the enum
+  if (kv.scale == KvScaleKind::in_token && (p.d_c % kKvScaleGroup != 0))
+    bad(std::string("problem.d_c: the ") + kv.name + " KV format needs d_c a multiple of " +
+        std::to_string(kKvScaleGroup) + " (one scale per " + std::to_string(kKvScaleGroup) + " latent values), got " +
+        std::to_string(p.d_c));
 }
 
 void validate_seqlens_tensor(const Problem& p, const TensorView& seqlens, MemorySpace space) {
@@ -125,7 +131,9 @@ void validate_args(const Problem& p, const RunArgs& a, MemorySpace space) {
     check_tensor("w_uk", a.w_uk, p.dtype, {h, p.d_nope, p.d_c}, space);
     check_tensor("w_uv", a.w_uv, p.dtype, {h, p.d_c, p.d_vh}, space);
   }
-  check_tensor("kv_cache", a.kv_cache, p.kv.dtype, {p.num_blocks, p.page_size, p.h_kv, p.d_qk()}, space);
+  check_tensor("kv_cache", a.kv_cache, p.kv().element, {p.num_blocks, p.page_size, p.h_kv, p.kv_token_elements()},
+               space);
+  check_kv_scale(a.kv_scale, p.kv_format, p.d_c, p.d_r, space);
   check_tensor("block_table", a.block_table, DType::int32, {b, p.max_blocks_per_seq}, space);
   check_tensor("cache_seqlens", a.cache_seqlens, DType::int32, {b}, space);
   check_tensor("out", a.out, p.dtype, {b, s, h, p.out_width()}, space);

@@ -190,13 +190,15 @@ TEST_CASE("c_api: plan creation refuses what the backend cannot run, with the re
     CHECK(mla_status_get_code(status.get()) == MLA_ERROR_INVALID_ARGUMENT);
     CHECK(args.plan == nullptr);
   }
-  SECTION("a quantized KV format") {
+  SECTION("the 0.1 way of asking for a quantized cache is refused with the new field's name") {
+    problem.kv_format = MLA_KV_FORMAT_FROM_DTYPE;
     problem.kv_dtype = MLA_DTYPE_FP8_E4M3;
     problem.kv_scaling = MLA_KV_SCALING_PER_TILE;
     problem.kv_scale_tile = 64;
     Status status(mla_plan_create(&args));
     INFO(describe(status));
-    CHECK(status != nullptr);
+    CHECK(mla_status_get_code(status.get()) == MLA_ERROR_INVALID_ARGUMENT);
+    CHECK(std::string(mla_status_message(status.get())).find("problem.kv_format") != std::string::npos);
     CHECK(args.plan == nullptr);
   }
   SECTION("the problem comes back as it was planned") {
@@ -211,6 +213,8 @@ TEST_CASE("c_api: plan creation refuses what the backend cannot run, with the re
     CHECK(back.causal == 1);
     CHECK(back.h_q == 128);
     CHECK(back.d_c == 512);
+    CHECK(back.kv_format == MLA_KV_FORMAT_BF16);
+    CHECK(back.kv_dtype == MLA_DTYPE_BF16);
     CHECK(back.struct_size == sizeof back);
   }
 }

@@ -71,7 +71,8 @@ inline mla_problem to_c(const Problem& p) {
   c.causal = p.causal ? 1 : 0;
   c.softmax_scale = p.softmax_scale;
   c.dtype = static_cast<int32_t>(p.dtype);
-  c.kv_dtype = static_cast<int32_t>(p.kv.dtype);
+  c.kv_dtype = static_cast<int32_t>(p.kv().element);
+  c.kv_format = static_cast<int32_t>(p.kv_format);
   return c;
 }
 

@@ -110,10 +110,10 @@ TEST_CASE("problem validation", "[core][validation]") {
   CHECK_THAT(msg(q), Catch::StartsWith("problem.softmax_scale: expected a finite value"));
   q = p, q.dtype = DType::int32;
   CHECK(msg(q) == "problem.dtype: expected bf16, fp16 or fp32, got int32");
-  q = p, q.kv.dtype = DType::fp8_e4m3;
-  CHECK(msg(q) == "problem.kv: a fp8_e4m3 cache needs per_tile or per_token scales");
-  q = p, q.kv.scaling = KvScaling::per_token;
-  CHECK(msg(q) == "problem.kv: a bf16 cache takes no scales");
+  q = p, q.kv_format = static_cast<KvFormat>(0);
+  CHECK_THAT(msg(q), Catch::StartsWith("kv format: unknown value 0 (expected one of bf16,"));
+  q = p, q.kv_format = KvFormat::fp8_ds_mla, q.d_c = 64;
+  CHECK_THAT(msg(q), Catch::StartsWith("problem.d_c: the fp8_ds_mla KV format needs d_c a multiple of 128"));
   q = p, q.max_blocks_per_seq = 1 << 20, q.page_size = 1 << 12;
   CHECK_THAT(msg(q), Catch::Contains("must fit int32 lengths"));
 }
@@ -142,12 +142,5 @@ TEST_CASE("lengths and block ids are checked in validate mode", "[core][validati
   SECTION("a schedule made for other lengths") {
     f.in.cache_seqlens.as<int32_t>()[0] = 41;
     CHECK_THAT(error_of([&] { plan->run(f.in.args(), *schedule); }), Catch::Contains("call schedule() again"));
-  }
-  SECTION("unsupported quantized cache") {
-    Problem q = f.in.problem;
-    q.kv.dtype = DType::fp8_e4m3;
-    q.kv.scaling = KvScaling::per_tile;
-    q.kv.scale_tile = 64;
-    CHECK_THAT(error_of([&] { device->plan(q); }, ErrorCode::unsupported), Catch::Contains("not implemented yet"));
   }
 }

@@ -120,7 +120,7 @@ TEST_CASE("cuda kernels (auto and portable) match the float64 reference", "[cuda
     p.page_size = c.page;
     p.causal = c.causal;
     p.dtype = c.dt;
-    p.kv.dtype = c.dt;
+    p.kv_format = *mla::plain_kv_format(c.dt);
     mla::InputSpec spec;
     spec.seqlens = c.lens;
     mla::Comparison cmp = run_case(*dev, p, spec);
@@ -177,13 +177,13 @@ TEST_CASE("cuda plan refuses what it cannot run, with a reason", "[cuda]") {
   p.num_blocks = 4;
   p.max_blocks_per_seq = 4;
   p.dtype = mla::DType::fp32;
-  p.kv.dtype = mla::DType::fp32;
+  p.kv_format = *mla::plain_kv_format(mla::DType::fp32);
   CHECK_THROWS_AS(dev->plan(p), mla::Error);
   // kernel = hopper refuses what the Hopper kernel cannot run (page size 16 here), with the
   // reason; it takes fp16 as well as bf16 (on an sm_90 GPU; elsewhere it refuses both).
   auto hopper = mla::open_device(cuda_config("hopper"));
   p.dtype = mla::DType::fp16;
-  p.kv.dtype = mla::DType::fp16;
+  p.kv_format = *mla::plain_kv_format(mla::DType::fp16);
   mla::Problem paged = p;
   paged.page_size = 16;
   paged.num_blocks = 16;
@@ -201,7 +201,7 @@ TEST_CASE("cuda plan refuses what it cannot run, with a reason", "[cuda]") {
   }
   // auto says which kernel it chose and why.
   p.dtype = mla::DType::bf16;
-  p.kv.dtype = mla::DType::bf16;
+  p.kv_format = *mla::plain_kv_format(mla::DType::bf16);
   auto plan = dev->plan(p);
   const std::string why = plan->explain();
   CHECK((why.find("Hopper kernel (sm_90a") != std::string::npos ||

@@ -91,20 +91,20 @@ void add_argument_rows(Table& t) {
           p.softmax_scale = std::nanf("");
           (void)s.device->plan(p);
         });
-  t.api("arguments", "fp8 KV cache without scales", "problem.kv.dtype = fp8_e4m3; device->plan(problem)",
-        E::invalid_argument, "problem.kv: a fp8_e4m3 cache needs per_tile or per_token scales", [] {
+  t.api("arguments", "KV format outside the enum", "problem.kv_format = KvFormat(9); device->plan(problem)",
+        E::invalid_argument, "kv format: unknown value 9 (expected one of bf16, fp16, fp32, fp8_e4m3, fp8_ds_mla, int8)", [] {
           ApiSetup s = ApiSetup::make();
           Problem p = s.in.problem;
-          p.kv.dtype = DType::fp8_e4m3;
+          p.kv_format = static_cast<KvFormat>(9);
           (void)s.device->plan(p);
         });
-  t.api("arguments", "quantized KV format no backend implements yet", "problem.kv = fp8_e4m3 per_tile 64; device->plan",
-        E::unsupported, "cpu: quantized KV formats", [] {
+  t.api("arguments", "fp8_ds_mla with a latent width not a multiple of 128",
+        "problem.kv_format = fp8_ds_mla, d_c = 320; device->plan(problem)", E::invalid_argument,
+        "problem.d_c: the fp8_ds_mla KV format needs d_c a multiple of 128", [] {
           ApiSetup s = ApiSetup::make();
           Problem p = s.in.problem;
-          p.kv.dtype = DType::fp8_e4m3;
-          p.kv.scaling = KvScaling::per_tile;
-          p.kv.scale_tile = 64;
+          p.kv_format = KvFormat::fp8_ds_mla;
+          p.d_c = 320;
           (void)s.device->plan(p);
         });
 

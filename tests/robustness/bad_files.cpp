@@ -90,7 +90,7 @@ void add_file_rows(Table& t) {
   run_file("block_table stored as F32 (wrong dtype)", "table_f32.safetensors", 2, "block_table: expected int32");
   variant("kv_f16.safetensors", [](nlohmann::json& h, std::string&) { h["kv_cache"]["dtype"] = "F16"; });
   run_file("kv_cache in F16 with a BF16 q (mixed dtypes)", "kv_f16.safetensors", 3,
-           "cpu: kv dtype fp16 must equal the query dtype bf16");
+           "cpu: the fp16 KV format with bf16 queries is not implemented yet");
   variant("kv_width.safetensors", [](nlohmann::json& h, std::string&) {
     // Same bytes, rows of 288 instead of 576: the width no longer matches q's.
     h["kv_cache"]["shape"][3] = 288;

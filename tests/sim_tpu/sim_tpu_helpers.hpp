@@ -75,7 +75,7 @@ inline mla::HostInputs timing_inputs(mla::Problem p, const std::vector<int32_t>&
     in.w_uk = mla::HostTensor(p.dtype, {h, p.d_nope, p.d_c});
     in.w_uv = mla::HostTensor(p.dtype, {h, p.d_c, p.d_vh});
   }
-  in.kv_cache = mla::HostTensor(p.kv.dtype, {p.num_blocks, p.page_size, p.h_kv, p.d_qk()});
+  in.kv_cache = mla::HostTensor(p.kv().element, {p.num_blocks, p.page_size, p.h_kv, p.kv_token_elements()});
   in.block_table = mla::HostTensor(mla::DType::int32, {b, p.max_blocks_per_seq});
   int32_t next = 0;
   for (int64_t i = 0; i < b; ++i)

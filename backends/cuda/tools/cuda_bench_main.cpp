@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
       p.causal = c.causal;
       p.page_size = 64;
       p.dtype = dtype;
-      p.kv.dtype = dtype;
+      p.kv_format = *mla::plain_kv_format(dtype);
       InputSpec spec;
       spec.seqlen = c.seqlen;
       spec.varlen = c.varlen;

@@ -68,7 +68,7 @@ std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed, bool 
                 c.p.causal = causal != 0;
                 c.p.page_size = page;
                 c.p.dtype = dt;
-                c.p.kv.dtype = dt;
+                c.p.kv_format = *mla::plain_kv_format(dt);
                 all.push_back(c);
               }
   const size_t stride = std::max<size_t>(1, all.size() / static_cast<size_t>(std::max(max_cases, 1)));
@@ -117,7 +117,7 @@ std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed, bool 
     c.p.page_size = x.page;
     c.p.causal = x.causal;
     c.p.dtype = x.dt;
-    c.p.kv.dtype = x.dt;
+    c.p.kv_format = *mla::plain_kv_format(x.dt);
     c.spec.seed = seed + 1000 + out.size();
     if (x.varlen) {
       c.spec.seqlen = x.len;

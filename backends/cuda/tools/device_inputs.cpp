@@ -105,12 +105,12 @@ BenchInputs make_bench_inputs(DeviceTensors& store, const Problem& base, const I
   b.args.block_table = store.upload(table, stream);
   b.args.cache_seqlens = store.upload(seqlens, stream);
   b.args.q = store.empty(p.dtype, {p.batch, p.s_q, p.h_q, p.d_qk()});
-  b.args.kv_cache = store.empty(p.kv.dtype, {p.num_blocks, p.page_size, p.h_kv, p.d_qk()});
+  b.args.kv_cache = store.empty(p.kv().element, {p.num_blocks, p.page_size, p.h_kv, p.kv_token_elements()});
   b.args.out = store.empty(p.dtype, {p.batch, p.s_q, p.h_q, p.d_v()});
   b.args.lse = store.empty(DType::fp32, {p.batch, p.h_q, p.s_q});
   // Different pools for q and KV: equal rows would make every score a squared norm.
   fill_random(store.device(), b.args.kv_cache.data,
-              static_cast<size_t>(b.args.kv_cache.numel()) * dtype_size(p.kv.dtype), p.kv.dtype, spec.seed + 1, stream);
+              static_cast<size_t>(b.args.kv_cache.numel()) * dtype_size(p.kv().element), p.kv().element, spec.seed + 1, stream);
   fill_random(store.device(), b.args.q.data, static_cast<size_t>(b.args.q.numel()) * dtype_size(p.dtype), p.dtype,
               spec.seed + 7, stream);
   return b;

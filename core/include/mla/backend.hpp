@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 
+#include "mla/error.hpp"
+#include "mla/kv_cache.hpp"
 #include "mla/problem.hpp"
 #include "mla/tensor.hpp"
 
@@ -74,6 +76,14 @@ class Plan {
   MemorySpace memory_space_ = MemorySpace::host;
 };
 
+// The answer of Device::supports: yes, or the code and reason plan() would throw.
+struct Support {
+  bool supported = true;
+  ErrorCode code = ErrorCode::ok;
+  std::string reason;
+  explicit operator bool() const { return supported; }
+};
+
 enum class CopyKind : int { host_to_device = 0, device_to_host = 1, device_to_device = 2 };
 
 class Device {
@@ -90,6 +100,14 @@ class Device {
   // Validates the problem, then asks the backend for a plan. Throws Error(unsupported) with
   // the reason when the backend cannot run this shape.
   std::unique_ptr<Plan> plan(const Problem& problem) const;
+  // Whether plan(problem) would succeed, without throwing and without making a plan: the
+  // problem's validation error (invalid_argument) or the backend's refusal (unsupported).
+  [[nodiscard]] Support supports(const Problem& problem) const noexcept;
+
+  // Quantizes T new tokens into their cache slots (mla/kv_cache.hpp): what a runtime calls once
+  // per layer per step before run(). Host backends: complete on return, every slot checked
+  // before anything is written. Device backends: ordered on `stream`.
+  void write_kv(const WriteKvArgs& args, void* stream = nullptr, const WriteKvOptions& options = {});
 
   // Memory in this device's space (host memory for host backends). 256-byte aligned.
   [[nodiscard]] virtual void* allocate(size_t bytes) = 0;
@@ -105,6 +123,11 @@ class Device {
 
  protected:
   virtual std::unique_ptr<Plan> do_plan(const Problem& problem) const = 0;
+  // Why this backend cannot run a valid problem, or nullopt. plan() asks it before do_plan,
+  // so do_plan only sees supported problems. The default supports everything.
+  [[nodiscard]] virtual std::optional<std::string> do_unsupported_reason(const Problem& problem) const;
+  // write_kv on validated arguments. The default refuses (Error(unsupported)).
+  virtual void do_write_kv(const WriteKvArgs& args, void* stream, const WriteKvOptions& options);
   // (optional) The measurement behind measure_matmul_tflops; the default measures nothing.
   virtual std::optional<double> do_measure_matmul_tflops() { return std::nullopt; }
 };

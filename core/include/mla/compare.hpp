@@ -15,6 +15,9 @@ struct Tolerance {
   double lse_abs;  // on finite lse entries
 };
 Tolerance tolerance_for(DType dtype);
+// The looser bound on how far a quantized cache's result may be from the same problem run on
+// the unquantized (bf16) values: the format's quantization_tolerance on rel L2 (mla/kv_format.hpp).
+Tolerance quantization_tolerance(const Problem& problem);
 
 struct Comparison {
   double max_abs_error = 0;
@@ -33,5 +36,8 @@ struct Comparison {
 // `out` and `lse` are host tensors of the backend's result.
 Comparison compare_to_reference(const Problem& problem, const ReferenceOutput& ref, const TensorView& out,
                                 const TensorView& lse);
+// The same metrics against an explicit tolerance.
+Comparison compare_to_reference(const Problem& problem, const ReferenceOutput& ref, const TensorView& out,
+                                const TensorView& lse, const Tolerance& tolerance);
 
 }  // namespace mla

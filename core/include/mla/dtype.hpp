@@ -19,6 +19,7 @@ enum class DType : int {
   int32 = 5,
   int64 = 6,
   fp64 = 7,
+  uint8 = 8,  // raw bytes: the byte-packed fp8_ds_mla KV cache
 };
 
 size_t dtype_size(DType dtype);

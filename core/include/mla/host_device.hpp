@@ -15,6 +15,10 @@ class HostDevice : public Device {
   // Blocking memmove whatever the kind; the stream is ignored.
   void copy(void* dst, const void* src, size_t bytes, CopyKind kind, void* stream = nullptr) final;
   void synchronize(void* stream = nullptr) final;
+
+ protected:
+  // write_kv_host: every slot checked, then every token quantized by the format's traits.
+  void do_write_kv(const WriteKvArgs& args, void* stream, const WriteKvOptions& options) override;
 };
 
 }  // namespace mla

@@ -19,6 +19,7 @@ struct InputSpec {
   uint64_t seed = 1;
   bool poison = true;             // NaN rows past the lengths, junk block ids past the pages used
   int64_t extra_blocks = 1;       // unused physical blocks (poisoned) beyond those needed
+  int kv_outlier_channels = 0;    // this many KV channels (evenly spaced) 32x larger: outlier-heavy caches
 };
 
 // The lengths InputSpec describes for `batch` sequences.
@@ -27,9 +28,15 @@ std::vector<int32_t> make_seqlens(const InputSpec& spec, int64_t batch, int64_t 
 struct HostInputs {
   Problem problem;  // num_blocks and max_blocks_per_seq filled in
   std::vector<int32_t> seqlens;
-  HostTensor q, q_nope, q_rope, w_uk, w_uv, kv_cache, block_table, cache_seqlens, out, lse;
+  HostTensor q, q_nope, q_rope, w_uk, w_uv, kv_cache, kv_scale, block_table, cache_seqlens, out, lse;
+  // A quantized cache's values before quantization (bf16, same shape but d_qk per token): what
+  // the quantization error is measured against. Empty for plain formats.
+  HostTensor kv_unquantized;
 
   [[nodiscard]] RunArgs args() const;  // host views of all tensors
+  // The same problem and inputs with kv_unquantized as a bf16 cache: the baseline of the
+  // quantization error. Only when kv_unquantized is defined.
+  [[nodiscard]] HostInputs unquantized() const;
   void poison_outputs();               // NaN into out and lse
   [[nodiscard]] double mean_seqlen() const;
 };

@@ -48,14 +48,14 @@ extern "C" {
 /* ---- Version ------------------------------------------------------------------------ */
 
 #define MLA_VERSION_MAJOR 0
-#define MLA_VERSION_MINOR 1
+#define MLA_VERSION_MINOR 2
 #define MLA_VERSION_PATCH 0
 #define MLA_MAKE_VERSION(major, minor, patch) ((major) * 10000 + (minor) * 100 + (patch))
 #define MLA_VERSION MLA_MAKE_VERSION(MLA_VERSION_MAJOR, MLA_VERSION_MINOR, MLA_VERSION_PATCH)
 
 /* The version of the library actually loaded, as MLA_MAKE_VERSION encodes it. */
 MLA_API int32_t mla_version(void);
-/* "0.1.0"; static storage. */
+/* "0.2.0"; static storage. */
 MLA_API const char* mla_version_string(void);
 
 /* ---- Codes shared by several calls (values equal the C++ enums) --------------------- */
@@ -80,7 +80,8 @@ typedef enum mla_dtype {
   MLA_DTYPE_INT8 = 4,
   MLA_DTYPE_INT32 = 5,
   MLA_DTYPE_INT64 = 6,
-  MLA_DTYPE_FP64 = 7
+  MLA_DTYPE_FP64 = 7,
+  MLA_DTYPE_UINT8 = 8 /* raw bytes: the byte-packed MLA_KV_FORMAT_FP8_DS_MLA cache */
 } mla_dtype;
 
 typedef enum mla_memory_space { MLA_MEMORY_HOST = 0, MLA_MEMORY_DEVICE = 1 } mla_memory_space;
@@ -88,7 +89,27 @@ typedef enum mla_memory_space { MLA_MEMORY_HOST = 0, MLA_MEMORY_DEVICE = 1 } mla
 /* DESIGN 2.1 latent attention with an absorbed query, or 2.2 with the up-projections fused. */
 typedef enum mla_variant { MLA_VARIANT_LATENT = 0, MLA_VARIANT_ABSORB = 1 } mla_variant;
 
-/* Quantized KV formats are reserved: no backend implements them yet (plan creation says so). */
+/* How the KV cache stores a token's d_c + d_r values (docs/kv-formats.md has the byte layouts).
+ * The element dtype of the kv_cache tensor follows from the format:
+ *   BF16, FP16, FP32   the values, 1152 / 1152 / 2304 bytes per token (d_c 512, d_r 64)
+ *   FP8_E4M3           fp8 e4m3 values times kv_scale[0] (kv_scale float32 [1]); 576 bytes
+ *   FP8_DS_MLA         uint8 [.., 656]: 512 fp8, 4 float32 scales (one per 128 latent values),
+ *                      64 bf16 rope values; no kv_scale operand
+ *   INT8               int8 codes times kv_scale[c] (kv_scale float32 [d_c + d_r]); 576 bytes
+ * MLA_KV_FORMAT_FROM_DTYPE (0, what a zeroed or mla_problem_init'ed struct holds) takes the
+ * format from the older kv_dtype field: the plain format of that dtype. */
+typedef enum mla_kv_format {
+  MLA_KV_FORMAT_FROM_DTYPE = 0,
+  MLA_KV_FORMAT_BF16 = 1,
+  MLA_KV_FORMAT_FP16 = 2,
+  MLA_KV_FORMAT_FP32 = 3,
+  MLA_KV_FORMAT_FP8_E4M3 = 4,
+  MLA_KV_FORMAT_FP8_DS_MLA = 5,
+  MLA_KV_FORMAT_INT8 = 6
+} mla_kv_format;
+
+/* Kept for programs built against version 0.1.0 headers, whose mla_problem had only kv_dtype
+ * and kv_scaling: anything but NONE is refused (use kv_format). */
 typedef enum mla_kv_scaling {
   MLA_KV_SCALING_NONE = 0,
   MLA_KV_SCALING_PER_TILE = 1,
@@ -224,11 +245,14 @@ typedef struct mla_tensors {
   mla_tensor q_rope;        /* absorb: [b, s_q, h_q, d_r] */
   mla_tensor w_uk;          /* absorb: [h_q, d_nope, d_c] */
   mla_tensor w_uv;          /* absorb: [h_q, d_c, d_vh] */
-  mla_tensor kv_cache;      /* [num_blocks, page_size, h_kv, d_qk] */
+  mla_tensor kv_cache;      /* [num_blocks, page_size, h_kv, token elements]: d_qk, or 656 bytes for FP8_DS_MLA */
   mla_tensor block_table;   /* int32 [b, max_blocks_per_seq] */
   mla_tensor cache_seqlens; /* int32 [b] */
   mla_tensor out;           /* [b, s_q, h_q, out width], dtype of q */
   mla_tensor lse;           /* fp32 [b, h_q, s_q] */
+  /* Appended in 0.2: fp32 [1] for FP8_E4M3, [d_c + d_r] for INT8, all-zero for other formats.
+   * In the device's memory, so a captured CUDA graph survives a recalibration. */
+  mla_tensor kv_scale;
 } mla_tensors;
 
 /* ---- Problem and plan --------------------------------------------------------------- */
@@ -251,13 +275,15 @@ typedef struct mla_problem {
   int32_t causal;
   float softmax_scale; /* 0: the variant's default, 1/sqrt(d_qk) or 1/sqrt(d_nope + d_r) */
   int32_t dtype;       /* mla_dtype of q, weights and out */
-  int32_t kv_dtype;    /* mla_dtype of kv_cache */
-  int32_t kv_scaling;  /* mla_kv_scaling */
-  int32_t kv_scale_tile;
+  int32_t kv_dtype;    /* older field: used only when kv_format is MLA_KV_FORMAT_FROM_DTYPE */
+  int32_t kv_scaling;  /* older field: must be MLA_KV_SCALING_NONE */
+  int32_t kv_scale_tile; /* older field: ignored */
+  int32_t kv_format;   /* appended in 0.2: mla_kv_format; 0 takes kv_dtype */
 } mla_problem;
 
 /* Sets struct_size and the defaults of mla::Problem: latent, b = 1, s_q = 1, h_q = 128,
- * h_kv = 1, d_c = 512, d_r = 64, d_nope = 128, d_vh = 128, page 64, bf16, not causal. */
+ * h_kv = 1, d_c = 512, d_r = 64, d_nope = 128, d_vh = 128, page 64, bf16, not causal, kv_format
+ * MLA_KV_FORMAT_FROM_DTYPE with kv_dtype bf16. */
 MLA_API void mla_problem_init(mla_problem* problem);
 
 typedef struct mla_plan mla_plan;
@@ -277,6 +303,22 @@ MLA_API const char* mla_plan_backend(const mla_plan* plan);
 MLA_API const char* mla_plan_kernel_name(const mla_plan* plan);
 /* Why this kernel was chosen: one or a few lines for logs. */
 MLA_API const char* mla_plan_explain(const mla_plan* plan);
+typedef struct mla_supports_args {
+  size_t struct_size;
+  mla_device* device;
+  const mla_problem* problem; /* read during the call only */
+  int32_t supported;          /* out: 1 when mla_plan_create would succeed */
+  int32_t code;               /* out: mla_status_code plan creation would fail with, MLA_OK if supported */
+  char* reason;               /* optional caller buffer for why not (NUL-terminated, truncated) */
+  size_t reason_capacity;
+  size_t reason_size;         /* out: bytes the full reason needs, without the NUL */
+} mla_supports_args;
+
+/* Asks whether the device can run a problem without making a plan: an unsupported or invalid
+ * problem is an answer (supported = 0, code, reason), not an error. The status is non-NULL
+ * only for bad arguments (a NULL device or problem, a short struct_size). Blocks; cheap. */
+MLA_API mla_status* mla_device_supports(mla_supports_args* args);
+
 /* Workspace one schedule of this plan holds at most. */
 MLA_API size_t mla_plan_workspace_bytes(const mla_plan* plan);
 /* The problem the plan was made for, written into the caller's struct (struct_size set). */
@@ -322,6 +364,30 @@ typedef struct mla_run_args {
  * asynchronous, ordered on `stream`; the tensors must stay valid until it completes.
  * One run at a time per schedule; the plan may serve several threads at once. */
 MLA_API mla_status* mla_run(mla_run_args* args);
+
+/* ---- Writing the cache --------------------------------------------------------------- */
+
+typedef struct mla_write_kv_args {
+  size_t struct_size;
+  mla_device* device;
+  int32_t kv_format;        /* mla_kv_format of kv_cache (not FROM_DTYPE) */
+  mla_tensor kv_c;          /* [T, d_c] (h_kv 1) or [T, h_kv, d_c]; bf16, fp16 or fp32 */
+  mla_tensor k_pe;          /* [T, d_r] or [T, h_kv, d_r]; the dtype of kv_c */
+  mla_tensor slot_mapping;  /* int64 [T]: block * page_size + offset in the block; negative = skip */
+  mla_tensor kv_cache;      /* written in place: [num_blocks, page_size, h_kv, token elements] */
+  mla_tensor kv_scale;      /* as in mla_tensors (read only: write_kv never recalibrates) */
+  void* stream;
+  /* 1: check every slot < num_blocks * page_size before writing (host backends always do;
+   * a device backend copies the slots to the host and synchronises). */
+  int32_t validate_slots;
+} mla_write_kv_args;
+
+/* Quantizes T new tokens to the cache's format and writes each into its slot, like vLLM's
+ * concat_and_cache_mla; nothing else in the cache changes, tokens with the same slot are written
+ * in order. fp8 rounds to nearest even and saturates to +-448 (NaN stays NaN), int8 rounds to
+ * nearest even and saturates to +-127 (NaN becomes 0), FP8_DS_MLA computes each group's
+ * power-of-two scale. Host backends: complete on return. Device backends: ordered on `stream`. */
+MLA_API mla_status* mla_write_kv(mla_write_kv_args* args);
 
 /* ---- Checking results --------------------------------------------------------------- */
 

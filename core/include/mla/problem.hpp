@@ -5,6 +5,7 @@
 #include <string>
 
 #include "mla/dtype.hpp"
+#include "mla/kv_format.hpp"
 #include "mla/tensor.hpp"
 
 namespace mla {
@@ -13,16 +14,6 @@ namespace mla {
 // 2.2: the up-projections are applied inside: q_nope @ w_uk before, o_latent @ w_uv after.
 enum class Variant : int { latent = 0, absorb = 1 };
 const char* variant_name(Variant variant);
-
-// How the KV cache stores its elements. Plain formats keep dtype == the cache element type;
-// quantized formats add scales (reserved: no backend implements them yet, plan() says so).
-enum class KvScaling : int { none = 0, per_tile = 1, per_token = 2 };
-struct KvFormat {
-  DType dtype = DType::bf16;
-  KvScaling scaling = KvScaling::none;
-  int scale_tile = 0;  // tokens per scale for per_tile
-  [[nodiscard]] std::string describe() const;
-};
 
 struct Problem {
   Variant variant = Variant::latent;
@@ -40,12 +31,15 @@ struct Problem {
   bool causal = false;
   float softmax_scale = 0.0f;     // 0 means the default of the variant (see effective_scale)
   DType dtype = DType::bf16;      // q / q_nope / q_rope / weights / out
-  KvFormat kv{};                  // kv_cache storage
+  KvFormat kv_format = KvFormat::bf16;  // kv_cache storage (mla/kv_format.hpp)
 
   [[nodiscard]] int64_t d_qk() const { return d_c + d_r; }
   [[nodiscard]] int64_t d_v() const { return d_c; }
   [[nodiscard]] int64_t out_width() const { return variant == Variant::absorb ? d_vh : d_c; }
   [[nodiscard]] int64_t heads_per_kv() const { return h_q / h_kv; }
+  [[nodiscard]] const KvFormatTraits& kv() const { return kv_format_traits(kv_format); }
+  // The kv_cache tensor's last dimension (elements of kv().element per token and KV head).
+  [[nodiscard]] int64_t kv_token_elements() const { return kv().token_elements(d_c, d_r); }
   [[nodiscard]] float effective_scale() const;  // 1/sqrt(d_qk) or 1/sqrt(d_nope + d_r) by default
   [[nodiscard]] std::string describe() const;   // one line, for logs and reports
 };
@@ -57,12 +51,28 @@ struct RunArgs {
   TensorView q_rope;         // absorb: [b, s_q, h_q, d_r]
   TensorView w_uk;           // absorb: [h_q, d_nope, d_c]
   TensorView w_uv;           // absorb: [h_q, d_c, d_vh]
-  TensorView kv_cache;       // [num_blocks, page_size, h_kv, d_qk]
+  TensorView kv_cache;       // [num_blocks, page_size, h_kv, kv_token_elements()] of kv().element
+  TensorView kv_scale;       // fp32 [1] (fp8_e4m3) or [d_qk] (int8); empty for other formats
   TensorView block_table;    // int32 [b, max_blocks_per_seq]
   TensorView cache_seqlens;  // int32 [b]
   TensorView out;            // [b, s_q, h_q, out_width], dtype of q
   TensorView lse;            // fp32 [b, h_q, s_q]
 };
+
+// Every operand of RunArgs with its name (safetensors files, messages, the C ABI), so code
+// that walks all operands has one list; the static_assert keeps it complete.
+struct RunOperand {
+  const char* name;
+  TensorView RunArgs::*member;
+};
+inline constexpr RunOperand kRunOperands[] = {
+    {"q", &RunArgs::q},         {"q_nope", &RunArgs::q_nope},     {"q_rope", &RunArgs::q_rope},
+    {"w_uk", &RunArgs::w_uk},   {"w_uv", &RunArgs::w_uv},         {"kv_cache", &RunArgs::kv_cache},
+    {"kv_scale", &RunArgs::kv_scale}, {"block_table", &RunArgs::block_table},
+    {"cache_seqlens", &RunArgs::cache_seqlens}, {"out", &RunArgs::out}, {"lse", &RunArgs::lse},
+};
+static_assert(sizeof(RunArgs) == sizeof(kRunOperands) / sizeof(kRunOperands[0]) * sizeof(TensorView),
+              "kRunOperands must list every RunArgs field");
 
 // Last key a query token may see (exclusive bound): the causal rule of DESIGN 2.1.
 inline int64_t visible_keys(const Problem& p, int64_t seqlen, int64_t t) {

@@ -11,6 +11,9 @@ namespace mla {
 
 void validate_problem(const Problem& problem);
 
+// The kv_scale operand of `format`: fp32 [1] / [d_c + d_r] in `space`, or empty.
+void check_kv_scale(const TensorView& kv_scale, KvFormat format, int64_t d_c, int64_t d_r, MemorySpace space);
+
 // Shapes, dtypes, strides, memory space, null and misaligned pointers of every tensor.
 void validate_args(const Problem& problem, const RunArgs& args, MemorySpace space);
 
