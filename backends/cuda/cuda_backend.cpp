@@ -19,6 +19,7 @@
 #include "mla/validate.hpp"
 #include "hopper/hopper_launch.hpp"
 #include "portable/portable_launch.hpp"
+#include "write_kv/write_kv_launch.hpp"
 
 namespace mla {
 namespace cuda {
@@ -445,31 +446,77 @@ class CudaDevice final : public Device {
   }
 
  protected:
-  std::unique_ptr<Plan> do_plan(const Problem& p) const override {
-    if (is_quantized(p.kv_format))
-      fail(ErrorCode::unsupported, std::string("cuda: the ") + kv_format_name(p.kv_format) +
-                                       " KV format is not implemented by the CUDA kernels yet (they read bf16 or fp16 "
-                                       "caches); the cpu and sim_tpu backends run it");
-    if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
-      fail(ErrorCode::unsupported, std::string("cuda: dtype ") + dtype_name(p.dtype) + " is not supported (bf16 or fp16)");
-    if (p.kv().element != p.dtype)
-      fail(ErrorCode::unsupported, std::string("cuda: the ") + kv_format_name(p.kv_format) +
-                                       " KV format must match the query dtype " + dtype_name(p.dtype));
-    if (p.d_c != pk::kDv || p.d_qk() != pk::kDqk)
-      fail(ErrorCode::unsupported, "cuda: kernels are compiled for d_c = 512, d_r = 64; got d_c = " +
-                                       std::to_string(p.d_c) + ", d_r = " + std::to_string(p.d_r));
-    if (info_.prop.major < 8)
-      fail(ErrorCode::unsupported, "cuda: the portable kernel needs sm_80 or newer; " + info_.describe());
-    if (p.batch > (int64_t{1} << 24) || p.s_q * p.h_q > 65535)
-      fail(ErrorCode::unsupported, "cuda: batch above 2^24 or s_q * h_q above 65535 is not supported");
-    if (p.max_blocks_per_seq * p.page_size > INT32_MAX)
-      fail(ErrorCode::unsupported, "cuda: sequences longer than 2^31 keys are not supported");
+  // One kernel for every format (write_kv/write_kv.cu), ordered on `stream`.
+  void do_write_kv(const WriteKvArgs& a, void* stream, const WriteKvOptions& options) override {
+    static_assert(static_cast<int>(WriteKvFormat::int8) == static_cast<int>(KvFormat::int8) &&
+                  static_cast<int>(WriteKvFormat::fp8_ds_mla) == static_cast<int>(KvFormat::fp8_ds_mla) &&
+                  static_cast<int>(WriteKvFormat::bf16) == static_cast<int>(KvFormat::bf16));
+    static_assert(static_cast<int>(WriteKvSource::fp32) == static_cast<int>(DType::fp32) &&
+                  static_cast<int>(WriteKvSource::fp16) == static_cast<int>(DType::fp16));
+    DeviceGuard guard(info_.index);
+    auto* s = static_cast<cudaStream_t>(stream);
+    const int64_t tokens = a.slot_mapping.shape[0];
+    if (options.validate_slots && tokens > 0) {
+      std::vector<int64_t> slots(static_cast<size_t>(tokens));
+      check(cudaMemcpyAsync(slots.data(), a.slot_mapping.data, slots.size() * sizeof(int64_t), cudaMemcpyDeviceToHost, s),
+            "cudaMemcpyAsync (write_kv slots)");
+      check(cudaStreamSynchronize(s), "cudaStreamSynchronize (write_kv slots)");
+      validate_slots(a, slots.data());
+    }
+    if (tokens > INT32_MAX) fail(ErrorCode::unsupported, "cuda: write_kv of more than 2^31 - 1 tokens in one call");
+    const size_t element = dtype_size(a.kv_cache.dtype);
+    WriteKvParams p;
+    p.format = static_cast<WriteKvFormat>(a.kv_format);
+    p.source = static_cast<WriteKvSource>(a.kv_c.dtype);
+    p.d_c = static_cast<int>(a.kv_c.shape[a.kv_c.rank - 1]);
+    p.d_r = static_cast<int>(a.k_pe.shape[a.k_pe.rank - 1]);
+    p.heads = static_cast<int>(a.kv_cache.shape[2]);
+    p.tokens = tokens;
+    p.kv_c = a.kv_c.data;
+    p.kv_c_stride_token = a.kv_c.strides[0];
+    p.kv_c_stride_head = a.kv_c.rank == 3 ? a.kv_c.strides[1] : 0;
+    p.k_pe = a.k_pe.data;
+    p.k_pe_stride_token = a.k_pe.strides[0];
+    p.k_pe_stride_head = a.k_pe.rank == 3 ? a.k_pe.strides[1] : 0;
+    p.slots = static_cast<const int64_t*>(a.slot_mapping.data);
+    p.cache = a.kv_cache.data;
+    p.cache_stride_block = a.kv_cache.strides[0] * static_cast<int64_t>(element);
+    p.cache_stride_token = a.kv_cache.strides[1] * static_cast<int64_t>(element);
+    p.cache_stride_head = a.kv_cache.strides[2] * static_cast<int64_t>(element);
+    p.page_size = a.kv_cache.shape[1];
+    p.kv_scale = static_cast<const float*>(a.kv_scale.data);
+    launch_write_kv(p, s);
+  }
 
+  // Everything the problem alone decides (supports() asks this without making a plan).
+  std::optional<std::string> do_unsupported_reason(const Problem& p) const override {
+    if (is_quantized(p.kv_format))
+      return std::string("cuda: the ") + kv_format_name(p.kv_format) +
+             " KV format is not implemented by the CUDA kernels yet (they read bf16 or fp16 caches); the cpu and "
+             "sim_tpu backends run it";
+    if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
+      return std::string("cuda: dtype ") + dtype_name(p.dtype) + " is not supported (bf16 or fp16)";
+    if (p.kv().element != p.dtype)
+      return std::string("cuda: the ") + kv_format_name(p.kv_format) + " KV format must match the query dtype " +
+             dtype_name(p.dtype);
+    if (p.d_c != pk::kDv || p.d_qk() != pk::kDqk)
+      return "cuda: kernels are compiled for d_c = 512, d_r = 64; got d_c = " + std::to_string(p.d_c) +
+             ", d_r = " + std::to_string(p.d_r);
+    if (info_.prop.major < 8) return "cuda: the portable kernel needs sm_80 or newer; " + info_.describe();
+    if (p.batch > (int64_t{1} << 24) || p.s_q * p.h_q > 65535)
+      return std::string("cuda: batch above 2^24 or s_q * h_q above 65535 is not supported");
+    if (p.max_blocks_per_seq * p.page_size > INT32_MAX)
+      return std::string("cuda: sequences longer than 2^31 keys are not supported");
+    const std::string hopper_no = hopper_refusal(p);
+    if (config_.kernel == "hopper" && !hopper_no.empty())
+      return "cuda: config cuda.kernel = hopper: unsupported: " + hopper_no;
+    return std::nullopt;
+  }
+
+  std::unique_ptr<Plan> do_plan(const Problem& p) const override {
     DeviceGuard guard(info_.index);
     const int64_t rows = p.s_q * p.heads_per_kv();
     const std::string hopper_no = hopper_refusal(p);
-    if (config_.kernel == "hopper" && !hopper_no.empty())
-      fail(ErrorCode::unsupported, "cuda: config cuda.kernel = hopper: unsupported: " + hopper_no);
     std::ostringstream why;
     PortableChoice c;
     c.elem = p.dtype == DType::bf16 ? pk::Elem::bf16 : pk::Elem::fp16;

@@ -92,6 +92,7 @@ void validate_write_kv(const WriteKvArgs& a, MemorySpace space) {
   if (cache.strides[3] != 1 && width > 1) bad("write_kv.kv_cache: the last dimension must be contiguous (stride 1)");
   if (cache.shape[0] < 1 || cache.shape[1] < 1) bad("write_kv.kv_cache: expected at least one block of one token");
   need_space("kv_cache", cache, space);
+  check_packed_token_alignment("write_kv.kv_cache", cache, a.kv_format);
   check_kv_scale(a.kv_scale, a.kv_format, c.width, r.width, space);
 }
 

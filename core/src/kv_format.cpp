@@ -7,46 +7,14 @@
 
 #include "mla/error.hpp"
 #include "mla/half.hpp"
+#include "mla/kv_codec.hpp"
 
 namespace mla {
 
-float fp8_e4m3_to_float(uint8_t bits) {
-  const float sign = (bits & 0x80u) ? -1.0f : 1.0f;
-  const int exp = (bits >> 3) & 0xf, mant = bits & 0x7;
-  if (exp == 0xf && mant == 0x7) return std::numeric_limits<float>::quiet_NaN();
-  if (exp == 0) return sign * std::ldexp(static_cast<float>(mant), -9);  // subnormal: mant * 2^-9
-  return sign * std::ldexp(1.0f + static_cast<float>(mant) / 8.0f, exp - 7);
-}
-
-uint8_t float_to_fp8_e4m3(float value) {
-  const uint8_t sign = std::signbit(value) ? 0x80u : 0x00u;
-  if (std::isnan(value)) return sign | 0x7fu;
-  const float a = std::fabs(value);
-  if (a >= 448.0f) return sign | 0x7eu;  // saturate (Inf included): e4m3fn has no Inf
-  if (a < 0.015625f) {                   // below 2^-6: subnormal steps of 2^-9; 8 steps is 2^-6
-    const auto steps = static_cast<uint8_t>(std::nearbyint(std::ldexp(a, 9)));
-    return sign | steps;
-  }
-  int e = 0;
-  const float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
-  int exp = e - 1;                    // a = (2m) * 2^exp, 2m in [1, 2)
-  auto mant = static_cast<int>(std::nearbyint((2.0f * m - 1.0f) * 8.0f));  // exact: 2m has 24 bits
-  if (mant == 8) mant = 0, ++exp;
-  return sign | static_cast<uint8_t>(((exp + 7) << 3) | mant);
-}
-
-int8_t float_to_int8(float value) {
-  if (std::isnan(value)) return 0;
-  const float r = std::nearbyint(value);
-  return static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
-}
-
-float ds_mla_group_scale(float amax) {
-  const float x = std::max(amax / 448.0f, 1e-4f);
-  int e = 0;
-  const float m = std::frexp(x, &e);  // x = m * 2^e, m in [0.5, 1): 2^ceil(log2 x) is 2^e, or 2^(e-1) at m = 0.5
-  return std::ldexp(1.0f, m == 0.5f ? e - 1 : e);
-}
+float fp8_e4m3_to_float(uint8_t bits) { return kv_codec::fp8_e4m3_to_float(bits); }
+uint8_t float_to_fp8_e4m3(float value) { return kv_codec::float_to_fp8_e4m3(value); }
+int8_t float_to_int8(float value) { return kv_codec::float_to_int8(value); }
+float ds_mla_group_scale(float amax) { return kv_codec::ds_mla_group_scale(amax); }
 
 namespace {
 

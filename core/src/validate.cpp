@@ -72,6 +72,16 @@ void check_unused(const char* name, const TensorView& t, Variant variant) {
 
 }  // namespace
 
+void check_packed_token_alignment(const char* name, const TensorView& kv_cache, KvFormat format) {
+  if (kv_format_traits(format).scale != KvScaleKind::in_token) return;
+  bool aligned = reinterpret_cast<uintptr_t>(kv_cache.data) % 4 == 0;
+  for (int d = 0; d < 3 && d < kv_cache.rank; ++d) aligned = aligned && kv_cache.strides[d] % 4 == 0;
+  if (!aligned)
+    bad(std::string(name) + ": the " + kv_format_name(format) +
+        " layout holds float32 scales inside each token: its pointer and its block, token and head strides must be "
+        "multiples of 4 bytes");
+}
+
 void check_kv_scale(const TensorView& kv_scale, KvFormat format, int64_t d_c, int64_t d_r, MemorySpace space) {
   const std::vector<int64_t> shape = kv_scale_shape(format, d_c, d_r);
   if (shape.empty()) {
@@ -133,6 +143,7 @@ void validate_args(const Problem& p, const RunArgs& a, MemorySpace space) {
   }
   check_tensor("kv_cache", a.kv_cache, p.kv().element, {p.num_blocks, p.page_size, p.h_kv, p.kv_token_elements()},
                space);
+  check_packed_token_alignment("kv_cache", a.kv_cache, p.kv_format);
   check_kv_scale(a.kv_scale, p.kv_format, p.d_c, p.d_r, space);
   check_tensor("block_table", a.block_table, DType::int32, {b, p.max_blocks_per_seq}, space);
   check_tensor("cache_seqlens", a.cache_seqlens, DType::int32, {b}, space);

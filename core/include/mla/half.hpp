@@ -1,20 +1,27 @@
 // Scalar conversions between float and the 16-bit float formats, round-to-nearest-even,
-// NaN and Inf preserved. Header-only so hot loops inline them.
+// NaN and Inf preserved. Header-only so hot loops inline them; also compiled into CUDA device
+// code (the GPU write_kv), so host and device round the same way.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#if defined(__CUDACC__)
+#define MLA_HALF_FN __host__ __device__ inline
+#else
+#define MLA_HALF_FN inline
+#endif
+
 namespace mla {
 
-inline float bf16_to_float(uint16_t bits) {
+MLA_HALF_FN float bf16_to_float(uint16_t bits) {
   uint32_t u = static_cast<uint32_t>(bits) << 16;
   float f;
   std::memcpy(&f, &u, sizeof f);
   return f;
 }
 
-inline uint16_t float_to_bf16(float f) {
+MLA_HALF_FN uint16_t float_to_bf16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
@@ -22,7 +29,7 @@ inline uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-inline float fp16_to_float(uint16_t h) {
+MLA_HALF_FN float fp16_to_float(uint16_t h) {
   uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t mant = h & 0x3ffu;
@@ -48,7 +55,7 @@ inline float fp16_to_float(uint16_t h) {
   return f;
 }
 
-inline uint16_t float_to_fp16(float f) {
+MLA_HALF_FN uint16_t float_to_fp16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
   uint32_t sign = (u >> 16) & 0x8000u;

@@ -11,6 +11,8 @@ namespace mla {
 
 void validate_problem(const Problem& problem);
 
+// A byte-packed cache with in-token float32 scales (fp8_ds_mla) must keep them 4-byte aligned.
+void check_packed_token_alignment(const char* name, const TensorView& kv_cache, KvFormat format);
 // The kv_scale operand of `format`: fp32 [1] / [d_c + d_r] in `space`, or empty.
 void check_kv_scale(const TensorView& kv_scale, KvFormat format, int64_t d_c, int64_t d_r, MemorySpace space);
 
