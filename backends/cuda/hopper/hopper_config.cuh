@@ -57,9 +57,20 @@ inline constexpr int kSmemAlign = 1024;            // 128B-swizzle atoms are 102
 // Row values exchanged between the warpgroups each round (by round parity): warpgroup 0's new
 // row max, warpgroup 1's new row max and its rescale factor; then the row sums at the end.
 inline constexpr int kExchangeBytes = 3 * 2 * kRows * 4 + kMathWarpgroups * kRows * 4;
-inline constexpr int kBarrierBytes = 8 * 8;        // full and empty, per stage and group
-// 3 x 72 KiB + 2 KiB + 64 B + 1 KiB alignment slack = 224320 <= 232448 (227 KiB opt-in).
+#ifndef MLA_HOPPER_BOX_BARRIERS
+#define MLA_HOPPER_BOX_BARRIERS 0
+#endif
+// "Full" mbarriers per stage: 2 (one per load group: S waits for a whole group, 32 or 40 KiB)
+// or, with MLA_HOPPER_BOX_BARRIERS = 1, one per box (9: S issues each box's k-steps as soon as
+// that 8 KiB box has landed, so the last box's wait overlaps the earlier boxes' wgmmas). The
+// "empty" side stays one barrier per group: a group is refilled when its last reader is done.
+inline constexpr bool kBoxBarriers = MLA_HOPPER_BOX_BARRIERS != 0;
+inline constexpr int kFullPerStage = kBoxBarriers ? kBoxes : 2;
+inline constexpr int kBarrierBytes = 8 * kStages * (kFullPerStage + 2);  // full, then empty
+// 3 x 72 KiB + 2 KiB + 64 B (176 B with box barriers) + 1 KiB alignment slack = 224320 (224432)
+// <= 232448 (227 KiB opt-in).
 inline constexpr size_t kSmemBytes = size_t(kTileBytes) * (1 + kStages) + kExchangeBytes + kBarrierBytes + kSmemAlign;
+static_assert(kSmemBytes <= 232448, "shared memory: the 227 KiB opt-in limit of sm_90");
 
 // Scheduler cost of a split beyond its KV blocks (Q load, epilogue, partial + combine), in
 // KV-block units; FlashMLA publishes the same model with 5.

@@ -97,8 +97,9 @@ struct Smem {
   unsigned char* kv_ptr;
   float* xch;  // [3][2 parities][kRows] + [2 warpgroups][kRows]
   // Stage s, group g (0: the V boxes of warpgroup s; 1: the other V boxes + the rope box).
-  __device__ uint32_t full(int s, int g) const { return bars + 8u * (2 * s + g); }
-  __device__ uint32_t empty(int s, int g) const { return bars + 8u * (4 + 2 * s + g); }
+  // full(s, i): group i, or with box barriers the box at position i of s_box(s, .).
+  __device__ uint32_t full(int s, int i) const { return bars + 8u * (kFullPerStage * s + i); }
+  __device__ uint32_t empty(int s, int g) const { return bars + 8u * (kFullPerStage * kStages + 2 * s + g); }
   __device__ uint32_t tile(int s) const { return kv + s * kTileBytes; }
   __device__ unsigned char* tile_ptr(int s) const { return kv_ptr + s * kTileBytes; }
   __device__ float* max0(int parity) const { return xch + (0 * 2 + parity) * kRows; }
@@ -114,6 +115,23 @@ __device__ __forceinline__ int s_box(int stage, int i) { return i < 8 ? ((i + 4 
 // S = Q K^T of the block in `stage` (64 rows x 64 keys, fp32), k-steps issued as the groups land.
 template <typename T>
 __device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int stage, uint32_t phase) {
+  if constexpr (kBoxBarriers) {
+    // One barrier per box: each box's 4 k-steps go out as soon as that box has landed.
+#pragma unroll
+    for (int i = 0; i < kBoxes; ++i) {
+      mbar_wait(sm.full(stage, i), phase);
+      wgmma_fence();
+      const uint32_t box = s_box(stage, i) * kBoxBytes;
+#pragma unroll
+      for (int k = 0; k < kBoxCols / 16; ++k)
+        wgmma_m64n64k16_ss<T>(s, smem_desc(sm.q + box + k * 32, 16, 1024),
+                              smem_desc(sm.tile(stage) + box + k * 32, 16, 1024), (i | k) != 0);
+      wgmma_commit();
+    }
+    wgmma_wait_all();
+    fence_regs(s);
+    return;
+  }
   mbar_wait(sm.full(stage, 0), phase);
   wgmma_fence();
 #pragma unroll
@@ -269,11 +287,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   if (tid == 0) {
-    for (int st = 0; st < kStages; ++st)
-      for (int g = 0; g < 2; ++g) {
-        mbar_init(sm.full(st, g), 1);
+    for (int st = 0; st < kStages; ++st) {
+      for (int i = 0; i < kFullPerStage; ++i) mbar_init(sm.full(st, i), 1);
+      for (int g = 0; g < 2; ++g)
         mbar_init(sm.empty(st, g), 128);  // every thread of the one warpgroup that frees the group
-      }
+    }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     fence_async_smem();
   }
@@ -307,14 +325,16 @@ __global__ void __launch_bounds__(kThreads, 1)
           // once its last reader has released it.
           for (int g = 0; g < 2; ++g) {
             mbar_wait(sm.empty(stage, g), phase ^ 1);
-            mbar_expect_tx(sm.full(stage, g), g == 0 ? kGroupABytes : kGroupBBytes);
+            if (!kBoxBarriers) mbar_expect_tx(sm.full(stage, g), g == 0 ? kGroupABytes : kGroupBBytes);
             for (int i = g * kVBoxesPerWarpgroup; i < (g == 0 ? kVBoxesPerWarpgroup : kBoxes); ++i) {
               const int box = s_box(stage, i);
               const uint32_t dst = sm.tile(stage) + box * kBoxBytes;
+              const uint32_t bar = sm.full(stage, kBoxBarriers ? i : g);
+              if (kBoxBarriers) mbar_expect_tx(bar, kBoxBytes);
               if (evict_first)
-                tma_load_3d_hint(dst, &kv_map, box * kBoxCols, 0, page, sm.full(stage, g), policy);
+                tma_load_3d_hint(dst, &kv_map, box * kBoxCols, 0, page, bar, policy);
               else
-                tma_load_3d(dst, &kv_map, box * kBoxCols, 0, page, sm.full(stage, g));
+                tma_load_3d(dst, &kv_map, box * kBoxCols, 0, page, bar);
             }
           }
         }
