@@ -66,6 +66,20 @@ inline constexpr int kExchangeBytes = 3 * 2 * kRows * 4 + kMathWarpgroups * kRow
 // "empty" side stays one barrier per group: a group is refilled when its last reader is done.
 inline constexpr bool kBoxBarriers = MLA_HOPPER_BOX_BARRIERS != 0;
 inline constexpr int kFullPerStage = kBoxBarriers ? kBoxes : 2;
+#ifndef MLA_HOPPER_PV_ORDER
+#define MLA_HOPPER_PV_ORDER 0
+#endif
+// 1: warpgroup 1 issues P0 V0_R right behind its P1 V1_R (no wait between them), and warpgroup 0
+// issues P1 V1_L only once P0 V0_R is queued, so the P V that frees stage 0's group B (the load
+// the next round's S0 waits for) is not queued behind P1 V1_L (FlashMLA's order).
+inline constexpr bool kPvOrder = MLA_HOPPER_PV_ORDER != 0;
+#ifndef MLA_HOPPER_EARLY_S
+#define MLA_HOPPER_EARLY_S 0
+#endif
+// 1 (needs box barriers): warpgroup 0 issues the next round's S0 right behind its P1 V1_L,
+// frees stage 1's group B once P1 V1_L retires (between S0's group A and group B k-steps).
+inline constexpr bool kEarlyS = MLA_HOPPER_EARLY_S != 0;
+static_assert(!kEarlyS || kBoxBarriers, "MLA_HOPPER_EARLY_S needs MLA_HOPPER_BOX_BARRIERS");
 inline constexpr int kBarrierBytes = 8 * kStages * (kFullPerStage + 2);  // full, then empty
 // 3 x 72 KiB + 2 KiB + 64 B (176 B with box barriers) + 1 KiB alignment slack = 224320 (224432)
 // <= 232448 (227 KiB opt-in).

@@ -152,6 +152,32 @@ __device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int st
   fence_regs(s);
 }
 
+// S of the block in `stage` issued right behind warpgroup 0's P1 V1_L (MLA_HOPPER_EARLY_S): the
+// group-A boxes go first, then, once P1 V1_L has retired, `release` (stage 1's group B) is freed,
+// then the group-B boxes.
+template <typename T>
+__device__ __forceinline__ void compute_s_behind_pv(float (&s)[32], float (&o)[128], const Smem& sm, int stage,
+                                                    uint32_t phase, uint32_t release) {
+#pragma unroll
+  for (int i = 0; i < kBoxes; ++i) {
+    if (i == kVBoxesPerWarpgroup) {
+      wgmma_wait<kVBoxesPerWarpgroup>();  // the oldest group, P1 V1_L, has retired
+      fence_regs(o);
+      mbar_arrive(release);
+    }
+    mbar_wait(sm.full(stage, i), phase);
+    wgmma_fence();
+    const uint32_t box = s_box(stage, i) * kBoxBytes;
+#pragma unroll
+    for (int k = 0; k < kBoxCols / 16; ++k)
+      wgmma_m64n64k16_ss<T>(s, smem_desc(sm.q + box + k * 32, 16, 1024),
+                            smem_desc(sm.tile(stage) + box + k * 32, 16, 1024), (i | k) != 0);
+    wgmma_commit();
+  }
+  wgmma_wait_all();
+  fence_regs(s);
+}
+
 // Scale to the log2 domain and mask keys a row may not see (-inf); returns the row maxima
 // (rows row0, row0 + 8), reduced over the 4 threads that share a row.
 __device__ __forceinline__ void mask_and_max(float (&s)[32], float (&mx)[2], int key0, const int (&limit)[2], int c,
@@ -390,16 +416,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < 128; ++i) o[i] = 0.f;
     float m[2] = {-INFINITY, -INFINITY};  // running max (log2 domain), the same in both warpgroups
     float l[2] = {0.f, 0.f};              // this warpgroup's share of this thread's row sums
+    float s[32];
+    bool s_ready = false;  // warpgroup 0: S0 of this round was issued in the last one (kEarlyS)
 
     for (int blk0 = 0; blk0 < n_tiles; blk0 += 2, ++rounds) {
       const bool has1 = blk0 + 1 < n_tiles;  // a round with one block leaves stage 1 alone
       const int par = rounds & 1;
       const int key0 = e.begin + blk0 * kBlockN;  // first key of the stage-0 block
-      float s[32];
       uint32_t a[16];
       if (wg == 0) {
         // ---- S0, softmax with the new max m0, O_L += P0 V0_L ----
-        compute_s<T>(s, sm, 0, uses0 & 1);
+        if (!s_ready) compute_s<T>(s, sm, 0, uses0 & 1);
+        s_ready = false;
         float mx[2], base0[2], scale0[2];
         mask_and_max(s, mx, key0, limit, c, p.scale_log2);
 #pragma unroll
@@ -438,9 +466,15 @@ __global__ void __launch_bounds__(kThreads, 1)
           // ---- O_L += P1 V1_L ----
           named_sync(kBarP1, kMathThreads);
           pv_from_smem<T>(o, sm, 1, 0);
-          wgmma_wait_all();
-          fence_regs(o);
-          mbar_arrive(sm.empty(1, 1));  // V boxes 0-3 and P of stage 1: done
+          if (kEarlyS && blk0 + 2 < n_tiles) {
+            // ---- the next round's S0 behind it; frees V boxes 0-3 and P of stage 1 on the way ----
+            compute_s_behind_pv<T>(s, o, sm, 0, (uses0 + 1) & 1, sm.empty(1, 1));
+            s_ready = true;
+          } else {
+            wgmma_wait_all();
+            fence_regs(o);
+            mbar_arrive(sm.empty(1, 1));  // V boxes 0-3 and P of stage 1: done
+          }
         }
       } else {
         // ---- S1 and its max, folded into warpgroup 0's ----
@@ -475,15 +509,27 @@ __global__ void __launch_bounds__(kThreads, 1)
           pv_from_registers<T>(o, a, sm, 1, 1);
           store_p<T>(sm, 1, s, row0, c, 1.f, 1.f);
           fence_async_smem();
-          named_arrive(kBarP1, kMathThreads);
-          wgmma_wait_all();
-          fence_regs(o);
-          fence_regs(a);
-          mbar_arrive(sm.empty(1, 0));  // V boxes 4-7 of stage 1: done
+          if (kPvOrder) {
+            // ---- O_R += P0 V0_R right behind it, queued ahead of warpgroup 0's P1 V1_L ----
+            named_sync(kBarP0, kMathThreads);
+            pv_from_smem<T>(o, sm, 0, 1);
+            named_arrive(kBarP1, kMathThreads);
+            wgmma_wait<1>();  // P1 V1_R has retired
+            fence_regs(a);
+            mbar_arrive(sm.empty(1, 0));  // V boxes 4-7 of stage 1: done
+          } else {
+            named_arrive(kBarP1, kMathThreads);
+            wgmma_wait_all();
+            fence_regs(o);
+            fence_regs(a);
+            mbar_arrive(sm.empty(1, 0));  // V boxes 4-7 of stage 1: done
+          }
         }
-        // ---- O_R += P0 V0_R ----
-        named_sync(kBarP0, kMathThreads);
-        pv_from_smem<T>(o, sm, 0, 1);
+        if (!kPvOrder || !has1) {
+          // ---- O_R += P0 V0_R ----
+          named_sync(kBarP0, kMathThreads);
+          pv_from_smem<T>(o, sm, 0, 1);
+        }
         wgmma_wait_all();
         fence_regs(o);
         mbar_arrive(sm.empty(0, 1));  // V boxes 4-7 and P of stage 0: done
