@@ -57,34 +57,9 @@ inline constexpr int kSmemAlign = 1024;            // 128B-swizzle atoms are 102
 // Row values exchanged between the warpgroups each round (by round parity): warpgroup 0's new
 // row max, warpgroup 1's new row max and its rescale factor; then the row sums at the end.
 inline constexpr int kExchangeBytes = 3 * 2 * kRows * 4 + kMathWarpgroups * kRows * 4;
-#ifndef MLA_HOPPER_BOX_BARRIERS
-#define MLA_HOPPER_BOX_BARRIERS 0
-#endif
-// "Full" mbarriers per stage: 2 (one per load group: S waits for a whole group, 32 or 40 KiB)
-// or, with MLA_HOPPER_BOX_BARRIERS = 1, one per box (9: S issues each box's k-steps as soon as
-// that 8 KiB box has landed, so the last box's wait overlaps the earlier boxes' wgmmas). The
-// "empty" side stays one barrier per group: a group is refilled when its last reader is done.
-inline constexpr bool kBoxBarriers = MLA_HOPPER_BOX_BARRIERS != 0;
-inline constexpr int kFullPerStage = kBoxBarriers ? kBoxes : 2;
-#ifndef MLA_HOPPER_PV_ORDER
-#define MLA_HOPPER_PV_ORDER 0
-#endif
-// 1: warpgroup 1 issues P0 V0_R right behind its P1 V1_R (no wait between them), and warpgroup 0
-// issues P1 V1_L only once P0 V0_R is queued, so the P V that frees stage 0's group B (the load
-// the next round's S0 waits for) is not queued behind P1 V1_L (FlashMLA's order).
-inline constexpr bool kPvOrder = MLA_HOPPER_PV_ORDER != 0;
-#ifndef MLA_HOPPER_EARLY_S
-#define MLA_HOPPER_EARLY_S 0
-#endif
-// 1 (needs box barriers): warpgroup 0 issues the next round's S0 right behind its P1 V1_L,
-// frees stage 1's group B once P1 V1_L retires (between S0's group A and group B k-steps).
-inline constexpr bool kEarlyS = MLA_HOPPER_EARLY_S != 0;
-static_assert(!kEarlyS || kBoxBarriers, "MLA_HOPPER_EARLY_S needs MLA_HOPPER_BOX_BARRIERS");
-inline constexpr int kBarrierBytes = 8 * kStages * (kFullPerStage + 2);  // full, then empty
-// 3 x 72 KiB + 2 KiB + 64 B (176 B with box barriers) + 1 KiB alignment slack = 224320 (224432)
-// <= 232448 (227 KiB opt-in).
+inline constexpr int kBarrierBytes = 8 * 8;        // full and empty, per stage and group
+// 3 x 72 KiB + 2 KiB + 64 B + 1 KiB alignment slack = 224320 <= 232448 (227 KiB opt-in).
 inline constexpr size_t kSmemBytes = size_t(kTileBytes) * (1 + kStages) + kExchangeBytes + kBarrierBytes + kSmemAlign;
-static_assert(kSmemBytes <= 232448, "shared memory: the 227 KiB opt-in limit of sm_90");
 
 // Scheduler cost of a split beyond its KV blocks (Q load, epilogue, partial + combine), in
 // KV-block units; FlashMLA publishes the same model with 5.
@@ -106,7 +81,8 @@ inline constexpr int kBarWarpgroup0 = 6;  // and 7
 // Memory-system switches, compile-time so that A/B builds (scripts/gpu_variants.sh) can measure
 // each; the defaults are the measured winners (docs/perf/h200.md, which also lists the schedule
 // variants that lost and were removed: L2 prefetch of later blocks, S1 queued behind S0, stage 0
-// released first).
+// released first, one "full" barrier per box, FlashMLA's P V order, the next S0 issued behind
+// P1 V1_L).
 #ifndef MLA_HOPPER_EVICT_FIRST_UNITS
 #define MLA_HOPPER_EVICT_FIRST_UNITS 2
 #endif

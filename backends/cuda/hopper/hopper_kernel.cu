@@ -97,9 +97,8 @@ struct Smem {
   unsigned char* kv_ptr;
   float* xch;  // [3][2 parities][kRows] + [2 warpgroups][kRows]
   // Stage s, group g (0: the V boxes of warpgroup s; 1: the other V boxes + the rope box).
-  // full(s, i): group i, or with box barriers the box at position i of s_box(s, .).
-  __device__ uint32_t full(int s, int i) const { return bars + 8u * (kFullPerStage * s + i); }
-  __device__ uint32_t empty(int s, int g) const { return bars + 8u * (kFullPerStage * kStages + 2 * s + g); }
+  __device__ uint32_t full(int s, int g) const { return bars + 8u * (2 * s + g); }
+  __device__ uint32_t empty(int s, int g) const { return bars + 8u * (4 + 2 * s + g); }
   __device__ uint32_t tile(int s) const { return kv + s * kTileBytes; }
   __device__ unsigned char* tile_ptr(int s) const { return kv_ptr + s * kTileBytes; }
   __device__ float* max0(int parity) const { return xch + (0 * 2 + parity) * kRows; }
@@ -115,23 +114,6 @@ __device__ __forceinline__ int s_box(int stage, int i) { return i < 8 ? ((i + 4 
 // S = Q K^T of the block in `stage` (64 rows x 64 keys, fp32), k-steps issued as the groups land.
 template <typename T>
 __device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int stage, uint32_t phase) {
-  if constexpr (kBoxBarriers) {
-    // One barrier per box: each box's 4 k-steps go out as soon as that box has landed.
-#pragma unroll
-    for (int i = 0; i < kBoxes; ++i) {
-      mbar_wait(sm.full(stage, i), phase);
-      wgmma_fence();
-      const uint32_t box = s_box(stage, i) * kBoxBytes;
-#pragma unroll
-      for (int k = 0; k < kBoxCols / 16; ++k)
-        wgmma_m64n64k16_ss<T>(s, smem_desc(sm.q + box + k * 32, 16, 1024),
-                              smem_desc(sm.tile(stage) + box + k * 32, 16, 1024), (i | k) != 0);
-      wgmma_commit();
-    }
-    wgmma_wait_all();
-    fence_regs(s);
-    return;
-  }
   mbar_wait(sm.full(stage, 0), phase);
   wgmma_fence();
 #pragma unroll
@@ -148,32 +130,6 @@ __device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int st
                             smem_desc(sm.tile(stage) + box + k * 32, 16, 1024), (i | k) != 0);
   }
   wgmma_commit();
-  wgmma_wait_all();
-  fence_regs(s);
-}
-
-// S of the block in `stage` issued right behind warpgroup 0's P1 V1_L (MLA_HOPPER_EARLY_S): the
-// group-A boxes go first, then, once P1 V1_L has retired, `release` (stage 1's group B) is freed,
-// then the group-B boxes.
-template <typename T>
-__device__ __forceinline__ void compute_s_behind_pv(float (&s)[32], float (&o)[128], const Smem& sm, int stage,
-                                                    uint32_t phase, uint32_t release) {
-#pragma unroll
-  for (int i = 0; i < kBoxes; ++i) {
-    if (i == kVBoxesPerWarpgroup) {
-      wgmma_wait<kVBoxesPerWarpgroup>();  // the oldest group, P1 V1_L, has retired
-      fence_regs(o);
-      mbar_arrive(release);
-    }
-    mbar_wait(sm.full(stage, i), phase);
-    wgmma_fence();
-    const uint32_t box = s_box(stage, i) * kBoxBytes;
-#pragma unroll
-    for (int k = 0; k < kBoxCols / 16; ++k)
-      wgmma_m64n64k16_ss<T>(s, smem_desc(sm.q + box + k * 32, 16, 1024),
-                            smem_desc(sm.tile(stage) + box + k * 32, 16, 1024), (i | k) != 0);
-    wgmma_commit();
-  }
   wgmma_wait_all();
   fence_regs(s);
 }
@@ -313,11 +269,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   if (tid == 0) {
-    for (int st = 0; st < kStages; ++st) {
-      for (int i = 0; i < kFullPerStage; ++i) mbar_init(sm.full(st, i), 1);
-      for (int g = 0; g < 2; ++g)
+    for (int st = 0; st < kStages; ++st)
+      for (int g = 0; g < 2; ++g) {
+        mbar_init(sm.full(st, g), 1);
         mbar_init(sm.empty(st, g), 128);  // every thread of the one warpgroup that frees the group
-    }
+      }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     fence_async_smem();
   }
@@ -351,16 +307,14 @@ __global__ void __launch_bounds__(kThreads, 1)
           // once its last reader has released it.
           for (int g = 0; g < 2; ++g) {
             mbar_wait(sm.empty(stage, g), phase ^ 1);
-            if (!kBoxBarriers) mbar_expect_tx(sm.full(stage, g), g == 0 ? kGroupABytes : kGroupBBytes);
+            mbar_expect_tx(sm.full(stage, g), g == 0 ? kGroupABytes : kGroupBBytes);
             for (int i = g * kVBoxesPerWarpgroup; i < (g == 0 ? kVBoxesPerWarpgroup : kBoxes); ++i) {
               const int box = s_box(stage, i);
               const uint32_t dst = sm.tile(stage) + box * kBoxBytes;
-              const uint32_t bar = sm.full(stage, kBoxBarriers ? i : g);
-              if (kBoxBarriers) mbar_expect_tx(bar, kBoxBytes);
               if (evict_first)
-                tma_load_3d_hint(dst, &kv_map, box * kBoxCols, 0, page, bar, policy);
+                tma_load_3d_hint(dst, &kv_map, box * kBoxCols, 0, page, sm.full(stage, g), policy);
               else
-                tma_load_3d(dst, &kv_map, box * kBoxCols, 0, page, bar);
+                tma_load_3d(dst, &kv_map, box * kBoxCols, 0, page, sm.full(stage, g));
             }
           }
         }
@@ -416,18 +370,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < 128; ++i) o[i] = 0.f;
     float m[2] = {-INFINITY, -INFINITY};  // running max (log2 domain), the same in both warpgroups
     float l[2] = {0.f, 0.f};              // this warpgroup's share of this thread's row sums
-    float s[32];
-    bool s_ready = false;  // warpgroup 0: S0 of this round was issued in the last one (kEarlyS)
 
     for (int blk0 = 0; blk0 < n_tiles; blk0 += 2, ++rounds) {
       const bool has1 = blk0 + 1 < n_tiles;  // a round with one block leaves stage 1 alone
       const int par = rounds & 1;
       const int key0 = e.begin + blk0 * kBlockN;  // first key of the stage-0 block
+      float s[32];
       uint32_t a[16];
       if (wg == 0) {
         // ---- S0, softmax with the new max m0, O_L += P0 V0_L ----
-        if (!s_ready) compute_s<T>(s, sm, 0, uses0 & 1);
-        s_ready = false;
+        compute_s<T>(s, sm, 0, uses0 & 1);
         float mx[2], base0[2], scale0[2];
         mask_and_max(s, mx, key0, limit, c, p.scale_log2);
 #pragma unroll
@@ -466,15 +418,9 @@ __global__ void __launch_bounds__(kThreads, 1)
           // ---- O_L += P1 V1_L ----
           named_sync(kBarP1, kMathThreads);
           pv_from_smem<T>(o, sm, 1, 0);
-          if (kEarlyS && blk0 + 2 < n_tiles) {
-            // ---- the next round's S0 behind it; frees V boxes 0-3 and P of stage 1 on the way ----
-            compute_s_behind_pv<T>(s, o, sm, 0, (uses0 + 1) & 1, sm.empty(1, 1));
-            s_ready = true;
-          } else {
-            wgmma_wait_all();
-            fence_regs(o);
-            mbar_arrive(sm.empty(1, 1));  // V boxes 0-3 and P of stage 1: done
-          }
+          wgmma_wait_all();
+          fence_regs(o);
+          mbar_arrive(sm.empty(1, 1));  // V boxes 0-3 and P of stage 1: done
         }
       } else {
         // ---- S1 and its max, folded into warpgroup 0's ----
@@ -509,27 +455,15 @@ __global__ void __launch_bounds__(kThreads, 1)
           pv_from_registers<T>(o, a, sm, 1, 1);
           store_p<T>(sm, 1, s, row0, c, 1.f, 1.f);
           fence_async_smem();
-          if (kPvOrder) {
-            // ---- O_R += P0 V0_R right behind it, queued ahead of warpgroup 0's P1 V1_L ----
-            named_sync(kBarP0, kMathThreads);
-            pv_from_smem<T>(o, sm, 0, 1);
-            named_arrive(kBarP1, kMathThreads);
-            wgmma_wait<1>();  // P1 V1_R has retired
-            fence_regs(a);
-            mbar_arrive(sm.empty(1, 0));  // V boxes 4-7 of stage 1: done
-          } else {
-            named_arrive(kBarP1, kMathThreads);
-            wgmma_wait_all();
-            fence_regs(o);
-            fence_regs(a);
-            mbar_arrive(sm.empty(1, 0));  // V boxes 4-7 of stage 1: done
-          }
+          named_arrive(kBarP1, kMathThreads);
+          wgmma_wait_all();
+          fence_regs(o);
+          fence_regs(a);
+          mbar_arrive(sm.empty(1, 0));  // V boxes 4-7 of stage 1: done
         }
-        if (!kPvOrder || !has1) {
-          // ---- O_R += P0 V0_R ----
-          named_sync(kBarP0, kMathThreads);
-          pv_from_smem<T>(o, sm, 0, 1);
-        }
+        // ---- O_R += P0 V0_R ----
+        named_sync(kBarP0, kMathThreads);
+        pv_from_smem<T>(o, sm, 0, 1);
         wgmma_wait_all();
         fence_regs(o);
         mbar_arrive(sm.empty(0, 1));  // V boxes 4-7 and P of stage 0: done
