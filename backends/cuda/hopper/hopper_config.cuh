@@ -81,7 +81,8 @@ inline constexpr int kBarWarpgroup0 = 6;  // and 7
 // Memory-system switches, compile-time so that A/B builds (scripts/gpu_variants.sh) can measure
 // each; the defaults are the measured winners (docs/perf/h200.md, which also lists the schedule
 // variants that lost and were removed: L2 prefetch of later blocks, S1 queued behind S0, stage 0
-// released first).
+// released first, one "full" barrier per box, FlashMLA's P V order, the next S0 issued behind
+// P1 V1_L).
 #ifndef MLA_HOPPER_EVICT_FIRST_UNITS
 #define MLA_HOPPER_EVICT_FIRST_UNITS 2
 #endif
