@@ -1,0 +1,136 @@
+// write_kv on the GPU writes the same bytes as the host traits, for every format: fresh random
+// tokens (with a few large values so fp8 saturates and int8 clips), padding tokens (negative
+// slots) skipped, every byte outside the written slots left as it was (the cache starts as
+// poison), and a slot past the cache rejected in validate mode before anything is written.
+// Without a CUDA device it SKIPs with the reason.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mla/host_tensor.hpp"
+#include "mla/kv_cache.hpp"
+#include "mla/registry.hpp"
+
+using namespace mla;
+
+namespace {
+
+std::string why_no_gpu() {
+  for (const auto& b : list_backends())
+    if (b.name == "cuda") return b.availability.available ? "" : b.availability.reason;
+  return "cuda backend not registered";
+}
+
+struct Buffer {
+  Device& dev;
+  void* ptr;
+  Buffer(Device& d, const HostTensor& host) : dev(d), ptr(d.allocate(host.bytes())) {
+    d.copy(ptr, host.data(), host.bytes(), CopyKind::host_to_device);
+  }
+  ~Buffer() { dev.deallocate(ptr); }
+  TensorView view(const HostTensor& host) const {
+    TensorView v = host.view();
+    v.data = ptr;
+    v.space = MemorySpace::device;
+    return v;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda][kv]") {
+  const std::string reason = why_no_gpu();
+  if (!reason.empty()) {
+    WARN("skipped: " + reason);
+    return;
+  }
+  auto dev = open_device(nlohmann::json{{"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}}}});
+  std::mt19937 rng(Catch::rngSeed() + 17u);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t d_c = 512, d_r = 64, blocks = 5, page = 16, tokens = 40;
+
+  for (const KvFormatTraits& kv : kv_formats()) {
+    INFO("format " << kv.name);
+    HostTensor kv_c(DType::bf16, {tokens, d_c}), k_pe(DType::bf16, {tokens, d_r});
+    for (int64_t i = 0; i < kv_c.view().numel(); ++i) kv_c.set(i, normal(rng) * (i % 97 == 0 ? 900.0f : 1.0f));
+    for (int64_t i = 0; i < k_pe.view().numel(); ++i) k_pe.set(i, normal(rng));
+    HostTensor slots(DType::int64, {tokens});
+    std::vector<int64_t> order(static_cast<size_t>(blocks * page));
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (int64_t t = 0; t < tokens; ++t) slots.as<int64_t>()[t] = t % 7 == 3 ? -1 : order[static_cast<size_t>(t)];
+    HostTensor cache(kv.element, {blocks, page, 1, kv.token_elements(d_c, d_r)});
+    std::memset(cache.data(), 0xa5, cache.bytes());  // poison: must survive outside the written slots
+    HostTensor scale;
+    const std::vector<int64_t> scale_shape = kv_scale_shape(kv.format, d_c, d_r);
+    if (!scale_shape.empty()) {
+      scale = HostTensor(DType::fp32, scale_shape);
+      for (int64_t i = 0; i < scale.view().numel(); ++i) scale.as<float>()[i] = 0.004f + 0.01f * std::fabs(normal(rng));
+    }
+
+    WriteKvArgs host;
+    host.kv_format = kv.format;
+    host.kv_c = kv_c.view();
+    host.k_pe = k_pe.view();
+    host.slot_mapping = slots.view();
+    host.kv_scale = scale.view();
+    HostTensor expected(kv.element, {blocks, page, 1, kv.token_elements(d_c, d_r)});
+    std::memcpy(expected.data(), cache.data(), cache.bytes());
+    host.kv_cache = expected.view();
+    write_kv_host(host);
+
+    Buffer d_kv_c(*dev, kv_c), d_k_pe(*dev, k_pe), d_slots(*dev, slots), d_cache(*dev, cache);
+    std::unique_ptr<Buffer> d_scale;
+    WriteKvArgs gpu = host;
+    gpu.kv_c = d_kv_c.view(kv_c);
+    gpu.k_pe = d_k_pe.view(k_pe);
+    gpu.slot_mapping = d_slots.view(slots);
+    gpu.kv_cache = d_cache.view(cache);
+    if (scale.defined()) {
+      d_scale = std::make_unique<Buffer>(*dev, scale);
+      gpu.kv_scale = d_scale->view(scale);
+    }
+    dev->write_kv(gpu, nullptr, WriteKvOptions{true});
+    dev->synchronize();
+    HostTensor got(kv.element, {blocks, page, 1, kv.token_elements(d_c, d_r)});
+    dev->copy(got.data(), d_cache.ptr, got.bytes(), CopyKind::device_to_host);
+    CHECK(std::memcmp(got.data(), expected.data(), got.bytes()) == 0);
+
+    // A slot past the cache: refused before anything is written.
+    slots.as<int64_t>()[5] = blocks * page;
+    dev->copy(d_slots.ptr, slots.data(), slots.bytes(), CopyKind::host_to_device);
+    dev->copy(d_cache.ptr, cache.data(), cache.bytes(), CopyKind::host_to_device);
+    CHECK_THROWS_AS(dev->write_kv(gpu, nullptr, WriteKvOptions{true}), Error);
+    dev->synchronize();
+    dev->copy(got.data(), d_cache.ptr, got.bytes(), CopyKind::device_to_host);
+    CHECK(std::memcmp(got.data(), cache.data(), got.bytes()) == 0);
+  }
+}
+
+TEST_CASE("cuda says which KV formats its kernels cannot read, without making a plan", "[cuda][kv]") {
+  const std::string reason = why_no_gpu();
+  if (!reason.empty()) {
+    WARN("skipped: " + reason);
+    return;
+  }
+  auto dev = open_device(nlohmann::json{{"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}}}});
+  Problem p;
+  p.num_blocks = 4;
+  p.max_blocks_per_seq = 4;
+  CHECK(dev->supports(p).supported);
+  for (KvFormat f : {KvFormat::fp8_e4m3, KvFormat::fp8_ds_mla, KvFormat::int8}) {
+    p.kv_format = f;
+    const Support s = dev->supports(p);
+    INFO(kv_format_name(f) << ": " << s.reason);
+    CHECK_FALSE(s.supported);
+    CHECK(s.code == ErrorCode::unsupported);
+    CHECK(s.reason.find("not implemented by the CUDA kernels") != std::string::npos);
+    CHECK_THROWS_AS(dev->plan(p), Error);
+  }
+}
