@@ -27,6 +27,16 @@ namespace {
 
 namespace pk = portable;
 
+// How the portable kernel reads a cache of `format` (cuda reads plain caches of the query dtype).
+pk::KvRead kv_read_of(KvFormat format) {
+  switch (format) {
+    case KvFormat::fp8_e4m3: return pk::KvRead::fp8_per_tensor;
+    case KvFormat::int8: return pk::KvRead::int8_per_channel;
+    case KvFormat::fp8_ds_mla: return pk::KvRead::fp8_ds_mla;
+    default: return pk::KvRead::plain;
+  }
+}
+
 // Work items per persistent CTA the scheduler aims at: smaller items balance varlen batches
 // (CTAs take items dynamically), at the cost of more partials to combine.
 constexpr int kScheduleWaves = 4;
@@ -279,6 +289,8 @@ class CudaPlan final : public Plan {
     d.units = choice_.units;
     d.causal = p.causal ? 1 : 0;
     d.scale_log2 = p.effective_scale() * 1.4426950408889634f;
+    d.kv_read = kv_read_of(p.kv_format);
+    d.kv_scale = static_cast<const float*>(a.kv_scale.data);
 
     if (choice_.hopper) {
       hopper::launch_decode(choice_.elem, choice_.grid, d, a.kv_cache.shape[0], cs.layout(), s);
@@ -490,13 +502,9 @@ class CudaDevice final : public Device {
 
   // Everything the problem alone decides (supports() asks this without making a plan).
   std::optional<std::string> do_unsupported_reason(const Problem& p) const override {
-    if (is_quantized(p.kv_format))
-      return std::string("cuda: the ") + kv_format_name(p.kv_format) +
-             " KV format is not implemented by the CUDA kernels yet (they read bf16 or fp16 caches); the cpu and "
-             "sim_tpu backends run it";
     if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
       return std::string("cuda: dtype ") + dtype_name(p.dtype) + " is not supported (bf16 or fp16)";
-    if (p.kv().element != p.dtype)
+    if (!is_quantized(p.kv_format) && p.kv().element != p.dtype)
       return std::string("cuda: the ") + kv_format_name(p.kv_format) + " KV format must match the query dtype " +
              dtype_name(p.dtype);
     if (p.d_c != pk::kDv || p.d_qk() != pk::kDqk)
@@ -602,6 +610,8 @@ class CudaDevice final : public Device {
              ", the kernel is built for sm_90a only";
     if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
       return std::string("dtype ") + dtype_name(p.dtype) + " (the kernel reads bf16 or fp16)";
+    if (is_quantized(p.kv_format))
+      return std::string("the ") + kv_format_name(p.kv_format) + " KV format (the portable kernel reads it)";
     if (p.page_size != hopper::block_keys())
       return "page size " + std::to_string(p.page_size) + " (the kernel loads whole 64-token pages by TMA)";
     if (p.h_kv != 1) return "h_kv = " + std::to_string(p.h_kv) + " (the kernel handles one latent KV head)";

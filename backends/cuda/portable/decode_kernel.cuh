@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "decode_traits.cuh"
+#include "mla/kv_codec.hpp"
 #include "mma_sm80.cuh"
 
 namespace mla::cuda::portable {
@@ -20,6 +21,29 @@ template <>
 struct ElemOps<__half> {
   __device__ static uint32_t pack(float a, float b) { return Mma<__half>::pack(a, b); }
 };
+
+// Eight 8-bit KV values of one chunk as eight T (exact: fp8 values and int8 codes fit a 16-bit
+// float), times `scale` (fp8_ds_mla's group scale, a power of two: still exact).
+template <typename T>
+__device__ __forceinline__ uint4 dequantize_chunk(uint2 raw, bool is_int8, float scale) {
+  const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
+  float v[8];
+#pragma unroll
+  for (int k = 0; k < 8; ++k)
+    v[k] = (is_int8 ? static_cast<float>(static_cast<int8_t>(b[k])) : kv_codec::fp8_e4m3_to_float(b[k])) * scale;
+  return make_uint4(ElemOps<T>::pack(v[0], v[1]), ElemOps<T>::pack(v[2], v[3]), ElemOps<T>::pack(v[4], v[5]),
+                    ElemOps<T>::pack(v[6], v[7]));
+}
+
+// Eight bf16 values (fp8_ds_mla's rope) as eight T.
+template <typename T>
+__device__ __forceinline__ uint4 rope_chunk(uint2 lo, uint2 hi) {
+  const uint16_t* a = reinterpret_cast<const uint16_t*>(&lo);
+  const uint16_t* b = reinterpret_cast<const uint16_t*>(&hi);
+  auto f = [](uint16_t bits) { return __uint_as_float(static_cast<uint32_t>(bits) << 16); };
+  return make_uint4(ElemOps<T>::pack(f(a[0]), f(a[1])), ElemOps<T>::pack(f(a[2]), f(a[3])),
+                    ElemOps<T>::pack(f(b[0]), f(b[1])), ElemOps<T>::pack(f(b[2]), f(b[3])));
+}
 
 // Last key (exclusive) query token t may see: DESIGN 2.1's causal rule.
 __device__ __forceinline__ int visible_keys(int len, int s_q, int t, bool causal) {
@@ -84,13 +108,36 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       const int key = e.begin + tile * kBlockN + key_local;
       const bool valid = key < e.end;
       const T* src = kv_base;
-      if (valid) {
+      if (valid) {  // strides count the cache's elements: T, or bytes for the 8-bit formats
         const int page = p.block_table[e.seq * p.bt_stride + key / p.page_size];
-        src = kv_base + static_cast<int64_t>(page) * p.kv_stride_block + (key % p.page_size) * p.kv_stride_token +
-              kvh * p.kv_stride_head;
+        const int64_t off = static_cast<int64_t>(page) * p.kv_stride_block + (key % p.page_size) * p.kv_stride_token +
+                            kvh * p.kv_stride_head;
+        src = p.kv_read == KvRead::plain ? kv_base + off
+                                         : reinterpret_cast<const T*>(static_cast<const uint8_t*>(p.kv) + off);
       }
       T* dst = kv_s + stage * (kBlockN * kRowStride) + key_local * kRowStride;
-      for (int ch = sub; ch < kChunks; ch += Traits::kThreadsPerKey) cp_async_16(dst + ch * 8, src + ch * 8, valid);
+      if (p.kv_read == KvRead::plain) {
+        for (int ch = sub; ch < kChunks; ch += Traits::kThreadsPerKey) cp_async_16(dst + ch * 8, src + ch * 8, valid);
+        return;
+      }
+      // 8-bit formats: plain loads, dequantized on the way into the tile (the strides count
+      // bytes). Keys past the range are zeros, never read (they may be poison).
+      const uint8_t* bytes = reinterpret_cast<const uint8_t*>(src);
+      for (int ch = sub; ch < kChunks; ch += Traits::kThreadsPerKey) {
+        uint4 v = make_uint4(0u, 0u, 0u, 0u);
+        if (valid) {
+          if (p.kv_read != KvRead::fp8_ds_mla) {
+            v = dequantize_chunk<T>(*reinterpret_cast<const uint2*>(bytes + ch * 8), p.kv_read == KvRead::int8_per_channel, 1.f);
+          } else if (ch < kDv / 8) {  // latent: 8 fp8 of group ch / 16 (128 values per scale)
+            const float scale = *reinterpret_cast<const float*>(bytes + kDv + 4 * (ch / 16));
+            v = dequantize_chunk<T>(*reinterpret_cast<const uint2*>(bytes + ch * 8), false, scale);
+          } else {  // rope: 8 bf16 after the 4 scales
+            const uint2* r = reinterpret_cast<const uint2*>(bytes + kDv + 16 + (ch - kDv / 8) * 16);
+            v = rope_chunk<T>(r[0], r[1]);
+          }
+        }
+        *reinterpret_cast<uint4*>(dst + ch * 8) = v;
+      }
     };
     if (n_tiles > 0) load_tile(0, 0);
     cp_async_commit();
@@ -106,6 +153,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       return min(e.end, visible_keys(e.len, p.s_q, t, p.causal != 0));
     };
     const int limit_a = row_limit(row_a), limit_b = row_limit(row_b);
+    // fp8 per-tensor: kv_scale[0] multiplies every key, so it multiplies every score.
+    const float qk_scale = p.kv_read == KvRead::fp8_per_tensor ? p.scale_log2 * p.kv_scale[0] : p.scale_log2;
 
     float acc[kOTiles][4];
 #pragma unroll
@@ -118,6 +167,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       __syncthreads();  // tile i visible to all; stage (i-1) % stages free again
       if (i + stages - 1 < n_tiles) load_tile(i + stages - 1, (i + stages - 1) % stages);
       cp_async_commit();
+      if (i == 0 && p.kv_read == KvRead::int8_per_channel) {
+        // The Q tile has landed (group 0): fold the per-channel scales into it, q_c * s_c.
+        for (int idx = tid; idx < kM * kDqk / 2; idx += kThreads) {
+          const int r = idx / (kDqk / 2), d = 2 * (idx % (kDqk / 2));
+          uint32_t* pair = reinterpret_cast<uint32_t*>(q_s + r * kRowStride + d);
+          const T* q2 = reinterpret_cast<const T*>(pair);
+          *pair = ElemOps<T>::pack(static_cast<float>(q2[0]) * p.kv_scale[d], static_cast<float>(q2[1]) * p.kv_scale[d + 1]);
+        }
+        __syncthreads();
+      }
 
       const T* k_s = kv_s + (i % stages) * (kBlockN * kRowStride);
       // ---- S = Q K^T for 16 rows x kNW keys ----
@@ -165,8 +224,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 #pragma unroll
         for (int v = 0; v < 2; ++v) {
           const int key = key0 + j * 8 + v;
-          s[j][v] = key < limit_a ? s[j][v] * p.scale_log2 : -INFINITY;
-          s[j][2 + v] = key < limit_b ? s[j][2 + v] * p.scale_log2 : -INFINITY;
+          s[j][v] = key < limit_a ? s[j][v] * qk_scale : -INFINITY;
+          s[j][2 + v] = key < limit_b ? s[j][2 + v] * qk_scale : -INFINITY;
           mx_a = fmaxf(mx_a, s[j][v]);
           mx_b = fmaxf(mx_b, s[j][2 + v]);
         }
@@ -261,20 +320,31 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       const bool empty = !(sum > 0.f);
       const float inv = empty ? 0.f : 1.f / sum;
       const float lse = empty ? INFINITY : (m + log2f(sum)) * 0.69314718055994530942f;
+      // fp8 per-tensor / int8 per-channel: the value scale of output column d.
+      auto vscale = [&](int d) {
+        return p.kv_read == KvRead::fp8_per_tensor     ? p.kv_scale[0]
+               : p.kv_read == KvRead::int8_per_channel ? p.kv_scale[d]
+                                                       : 1.f;
+      };
       if (e.slot < 0) {
         T* o = static_cast<T*>(p.out) + e.seq * p.out_stride_b + t * p.out_stride_t + head * p.out_stride_h + cw * kDW;
 #pragma unroll
-        for (int j = 0; j < kOTiles; ++j)
+        for (int j = 0; j < kOTiles; ++j) {
+          const int d = cw * kDW + j * 8 + 2 * c;
           *reinterpret_cast<uint32_t*>(o + j * 8 + 2 * c) =
-              ElemOps<T>::pack(acc[j][2 * half] * inv, acc[j][2 * half + 1] * inv);
+              ElemOps<T>::pack(acc[j][2 * half] * inv * vscale(d), acc[j][2 * half + 1] * inv * vscale(d + 1));
+        }
         if (c == 0 && cw == 0) p.lse[e.seq * p.lse_stride_b + head * p.lse_stride_h + t * p.lse_stride_t] = lse;
       } else {
         const int prow = t * p.h_q + head;
         const int64_t rows_per_seq = static_cast<int64_t>(p.s_q) * p.h_q;
         float* o = layout.partial_out + (e.slot * rows_per_seq + prow) * kDv + cw * kDW;
 #pragma unroll
-        for (int j = 0; j < kOTiles; ++j)
-          *reinterpret_cast<float2*>(o + j * 8 + 2 * c) = make_float2(acc[j][2 * half] * inv, acc[j][2 * half + 1] * inv);
+        for (int j = 0; j < kOTiles; ++j) {
+          const int d = cw * kDW + j * 8 + 2 * c;
+          *reinterpret_cast<float2*>(o + j * 8 + 2 * c) =
+              make_float2(acc[j][2 * half] * inv * vscale(d), acc[j][2 * half + 1] * inv * vscale(d + 1));
+        }
         if (c == 0 && cw == 0) layout.partial_lse[e.slot * rows_per_seq + prow] = empty ? -INFINITY : lse;
       }
     }

@@ -48,6 +48,15 @@ size_t decode_smem_bytes(TileShape shape, int stages);
 
 enum class Elem : int { bf16 = 0, fp16 = 1 };
 
+// How the kernel reads the KV cache (docs/kv-formats.md): the query's own 16-bit type, or one
+// of the 8-bit formats, dequantized into the 16-bit shared-memory tile as it is loaded.
+enum class KvRead : int32_t {
+  plain = 0,          // elements of the query dtype, loaded by cp.async
+  fp8_per_tensor = 1, // fp8 e4m3; kv_scale[0] folded into the scores and the output
+  int8_per_channel = 2, // int8; kv_scale[c] folded into q (QK^T) and the output (P V)
+  fp8_ds_mla = 3,     // 656-byte tokens: fp8 latent times its in-token group scale, bf16 rope
+};
+
 struct DecodeParams {
   const void* q = nullptr;  // [b, s_q, h_q, kDqk]
   int64_t q_stride_b = 0, q_stride_t = 0, q_stride_h = 0;
@@ -66,6 +75,8 @@ struct DecodeParams {
   int32_t units = 1;           // h_kv * m_tiles: CTAs per split
   int32_t causal = 0;
   float scale_log2 = 0.f;      // softmax_scale * log2(e)
+  KvRead kv_read = KvRead::plain;  // with kv strides in bytes for the 8-bit formats (1-byte elements)
+  const float* kv_scale = nullptr; // fp8_per_tensor: [1]; int8_per_channel: [kDqk]
 };
 
 // Max CTAs of the decode kernel resident per SM (the persistent grid is this times the SMs).
