@@ -14,11 +14,12 @@
 #include "cuda_ceilings.hpp"
 #include "cuda_check.hpp"
 #include "cuda_config.hpp"
+#include "device_info.hpp"
 #include "mla/error.hpp"
 #include "mla/registry.hpp"
 #include "mla/validate.hpp"
-#include "hopper/hopper_launch.hpp"
 #include "portable/portable_launch.hpp"
+#include "variants/kernel_variant.hpp"
 #include "write_kv/write_kv_launch.hpp"
 
 namespace mla {
@@ -37,28 +38,8 @@ pk::KvRead kv_read_of(KvFormat format) {
   }
 }
 
-// Work items per persistent CTA the scheduler aims at: smaller items balance varlen batches
-// (CTAs take items dynamically), at the cost of more partials to combine.
-constexpr int kScheduleWaves = 4;
-
 // The matmul ceiling is an 8192^3 bf16 GEMM, as in ANCHORS.md (1.1 TFLOP, about 1.4 ms on an H100).
 constexpr int kCeilingMatmulN = 8192;
-
-struct DeviceInfo {
-  int index = 0;
-  cudaDeviceProp prop{};
-  [[nodiscard]] std::string describe() const {
-    std::ostringstream os;
-    os << prop.name << " (sm_" << prop.major << prop.minor << ", " << prop.multiProcessorCount << " SMs, "
-       << (prop.totalGlobalMem >> 20) << " MiB)";
-    return os.str();
-  }
-};
-
-class DeviceGuard {  // makes the config's device current for the calls in scope
- public:
-  explicit DeviceGuard(int index) { check(cudaSetDevice(index), "cudaSetDevice"); }
-};
 
 // One cuBLAS handle per device, created on first use (the absorb variant's projections). The
 // mutex covers cublasSetStream + the GEMMs of one run, so plans on several threads can share it.
@@ -152,22 +133,9 @@ class CudaSchedule final : public Schedule {
   std::string text_;
 };
 
-struct PortableChoice {
-  bool hopper = false;  // the sm_90a TMA + wgmma kernel instead of the portable one
-  pk::TileShape shape = pk::TileShape::m64;
-  pk::Elem elem = pk::Elem::bf16;
-  int stages = 2;
-  int ctas_per_sm = 1;
-  int grid = 1;
-  int units = 1;
-  int m_tiles = 1;
-  int64_t max_splits = 1;
-  int pieces = 1;  // Hopper: KV pieces of the contiguous schedule (grid = pieces x units)
-};
-
 class CudaPlan final : public Plan {
  public:
-  CudaPlan(const Problem& problem, const DeviceInfo& dev, const CudaConfig& config, PortableChoice choice,
+  CudaPlan(const Problem& problem, const DeviceInfo& dev, const CudaConfig& config, LaunchChoice choice,
            std::string why, std::shared_ptr<CublasHandle> cublas)
       : Plan(problem), dev_(dev), config_(config), choice_(choice), why_(std::move(why)), cublas_(std::move(cublas)) {
     const int64_t rows = problem.s_q * problem.h_q;
@@ -185,8 +153,7 @@ class CudaPlan final : public Plan {
 
   [[nodiscard]] std::string backend_name() const override { return "cuda"; }
   [[nodiscard]] std::string kernel_name() const override {
-    if (choice_.hopper) return "cuda_hopper_tma_wgmma_m64";
-    return std::string("cuda_portable_mma_m") + std::to_string(pk::tile_rows(choice_.shape));
+    return choice_.variant->kernel_name(choice_);
   }
   [[nodiscard]] std::string explain() const override { return why_; }
   [[nodiscard]] size_t workspace_bytes() const override { return pool_->bytes(); }
@@ -201,27 +168,17 @@ class CudaPlan final : public Plan {
     const Problem& p = problem();
     pk::ScheduleLayout layout = pk::carve_schedule_layout(base, p.batch, choice_.max_splits, p.s_q * p.h_q);
     try {
-      if (choice_.hopper)
-        hopper::launch_scheduler(seqlens.as<const int32_t>(), static_cast<int32_t>(p.batch),
-                                 static_cast<int32_t>(p.max_blocks_per_seq * p.page_size), choice_.pieces, layout, s);
-      else
-        pk::launch_scheduler(seqlens.as<const int32_t>(), static_cast<int32_t>(p.batch),
-                             static_cast<int32_t>(p.max_blocks_per_seq * p.page_size), choice_.units,
-                             choice_.grid * kScheduleWaves, min_chunk(), 0, layout, s);
+      ScheduleInputs in;
+      in.cache_seqlens = seqlens.as<const int32_t>();
+      in.batch = static_cast<int32_t>(p.batch);
+      in.capacity_tokens = static_cast<int32_t>(p.max_blocks_per_seq * p.page_size);
+      in.min_chunk = min_chunk();
+      choice_.variant->launch_scheduler(choice_, in, layout, s);
     } catch (...) {
       pool_->give(base);
       throw;
     }
-    std::ostringstream os;
-    if (choice_.hopper)
-      os << "device-side contiguous split-KV schedule: the (sequence, 64-key block) list cut into " << choice_.pieces
-         << " pieces of equal cost (blocks + 5 per split), each run by " << choice_.units
-         << " CTA(s), one per 64-row tile; at most " << choice_.max_splits << " splits";
-    else
-      os << "device-side split-KV schedule: chunk = max(" << min_chunk() << ", total keys x " << choice_.units
-         << " units / (" << choice_.grid << " CTAs x " << kScheduleWaves << " items each)), at most "
-         << choice_.max_splits << " splits";
-    return std::make_unique<CudaSchedule>(pool_, base, layout, os.str());
+    return std::make_unique<CudaSchedule>(pool_, base, layout, choice_.variant->describe_schedule(choice_, min_chunk()));
   }
 
   RunResult do_run(const RunArgs& a, const Schedule& schedule, void* stream) const override {
@@ -248,7 +205,7 @@ class CudaPlan final : public Plan {
     r.kernel = kernel_name();
     std::ostringstream os;
     os << "{\"kernel\":\"" << kernel_name() << "\",\"grid\":" << choice_.grid << ",\"threads\":"
-       << (choice_.hopper ? hopper::threads_per_cta() : pk::tile_threads(choice_.shape)) << ",\"stages\":" << choice_.stages << ",\"units\":" << choice_.units
+       << choice_.threads << ",\"stages\":" << choice_.stages << ",\"units\":" << choice_.units
        << ",\"max_splits\":" << choice_.max_splits << ",\"variant\":\"" << variant_name(p.variant) << "\"}";
     r.report_json = os.str();
     return r;
@@ -292,15 +249,8 @@ class CudaPlan final : public Plan {
     d.kv_read = kv_read_of(p.kv_format);
     d.kv_scale = static_cast<const float*>(a.kv_scale.data);
 
-    if (choice_.hopper) {
-      hopper::launch_decode(choice_.elem, choice_.grid, d, a.kv_cache.shape[0], cs.layout(), s);
-    } else {
-      // The portable kernel's CTAs take items from this counter (the Hopper kernel's
-      // assignment is static: no memset node in front of it).
-      check(cudaMemsetAsync(cs.layout().work_counter, 0, sizeof(int32_t), s), "cudaMemsetAsync(work counter)");
-      pk::launch_decode(choice_.shape, choice_.elem, choice_.stages, choice_.grid, d, cs.layout(), s);
-    }
-    pk::launch_combine(choice_.elem, d, cs.layout(), s, /*programmatic=*/choice_.hopper);
+    choice_.variant->launch_decode(choice_, d, a.kv_cache.shape[0], cs.layout(), s);
+    pk::launch_combine(choice_.elem, d, cs.layout(), s, choice_.variant->programmatic_combine());
   }
 
   // Absorb (DESIGN 2.2): q_latent[h] = q_nope[h] @ w_uk[h] and out[h] = o_latent[h] @ w_uv[h]
@@ -403,7 +353,7 @@ class CudaPlan final : public Plan {
 
   DeviceInfo dev_;
   CudaConfig config_;
-  PortableChoice choice_;
+  LaunchChoice choice_;
   std::string why_;
   std::shared_ptr<CublasHandle> cublas_;
   size_t sched_bytes_ = 0;
@@ -510,91 +460,48 @@ class CudaDevice final : public Device {
     if (p.d_c != pk::kDv || p.d_qk() != pk::kDqk)
       return "cuda: kernels are compiled for d_c = 512, d_r = 64; got d_c = " + std::to_string(p.d_c) +
              ", d_r = " + std::to_string(p.d_r);
-    if (info_.prop.major < 8) return "cuda: the portable kernel needs sm_80 or newer; " + info_.describe();
     if (p.batch > (int64_t{1} << 24) || p.s_q * p.h_q > 65535)
       return std::string("cuda: batch above 2^24 or s_q * h_q above 65535 is not supported");
     if (p.max_blocks_per_seq * p.page_size > INT32_MAX)
       return std::string("cuda: sequences longer than 2^31 keys are not supported");
-    const std::string hopper_no = hopper_refusal(p);
-    if (config_.kernel == "hopper" && !hopper_no.empty())
-      return "cuda: config cuda.kernel = hopper: unsupported: " + hopper_no;
-    return std::nullopt;
+    std::string refusals;
+    for (const KernelVariant* v : kernel_variants()) {
+      const std::string no = v->refusal(p, info_);
+      if (config_.kernel == v->config_name()) {
+        if (no.empty()) return std::nullopt;
+        return "cuda: config cuda.kernel = " + config_.kernel + ": unsupported: " + no;
+      }
+      if (config_.kernel == "auto" && no.empty()) return std::nullopt;
+      refusals += (refusals.empty() ? "" : "; ") + std::string(v->config_name()) + ": " + no;
+    }
+    return "cuda: no kernel runs this problem here (" + refusals + ")";
   }
 
+  // The first variant of the table that runs p (or the one the config names; supports() has
+  // already refused what none runs), with the reasons the ones before it gave.
   std::unique_ptr<Plan> do_plan(const Problem& p) const override {
     DeviceGuard guard(info_.index);
-    const int64_t rows = p.s_q * p.heads_per_kv();
-    const std::string hopper_no = hopper_refusal(p);
     std::ostringstream why;
-    PortableChoice c;
-    c.elem = p.dtype == DType::bf16 ? pk::Elem::bf16 : pk::Elem::fp16;
-    if (config_.kernel != "portable" && hopper_no.empty()) {
-      const int occ = hopper::prepare();
-      if (occ < 1)
-        fail(ErrorCode::unsupported, "cuda: the Hopper kernel does not fit on " + info_.describe() + " (" +
-                                         std::to_string(hopper::smem_bytes()) + " bytes of shared memory)");
-      c.hopper = true;
-      c.stages = 2;
-      c.ctas_per_sm = occ;
-      c.grid = occ * info_.prop.multiProcessorCount;
-      c.m_tiles = static_cast<int>((rows + hopper::rows_per_cta() - 1) / hopper::rows_per_cta());
-      c.units = c.m_tiles;
-      // The units (row tiles) of one KV piece run side by side, so the KV is read from HBM about
-      // once: pieces = SMs / units, grid = pieces x units.
-      c.pieces = std::max(1, c.grid / c.units);
-      c.grid = c.pieces * c.units;
-      c.max_splits = static_cast<int64_t>(c.pieces) + p.batch + 1;  // bound of hopper_scheduler.cu
-      why << "Hopper kernel (sm_90a: TMA loads of 64-key KV blocks, wgmma QK^T and PV, 2 math warpgroups x 256 "
-             "output columns + a producer warp, 2-stage mbarrier ring), 64 query rows per CTA (s_q x h_q = "
-          << rows << " in " << c.m_tiles << " tile(s)), persistent grid " << c.grid << " = " << c.pieces
-          << " KV pieces x " << c.units << " row tile(s) (" << occ << " CTA/SM x " << info_.prop.multiProcessorCount
-          << " SMs); "
-          << (config_.kernel == "hopper" ? "config cuda.kernel = hopper" : "kernel = auto: the shape fits it");
-      why << " on " << info_.describe();
-    } else {
-      // Smallest row tile that holds the group's rows: padding rows cost MMA work, not bytes.
-      c.shape = rows <= 16 ? pk::TileShape::m16 : rows <= 32 ? pk::TileShape::m32 : pk::TileShape::m64;
-      const size_t smem_limit = info_.prop.sharedMemPerBlockOptin;
-      // Pipeline depth: the most resident CTAs first (latency hiding across CTAs), then the
-      // deepest pipeline at that occupancy.
-      c.stages = 0;
-      int occ = 0;
-      for (int st = static_cast<int>(config_.max_stages); st >= 2; --st) {
-        if (pk::decode_smem_bytes(c.shape, st) > smem_limit) continue;
-        pk::prepare_decode(c.shape, c.elem, st);
-        const int o = pk::decode_occupancy(c.shape, c.elem, st);
-        if (o > occ) {
-          occ = o;
-          c.stages = st;
-        }
+    std::string passed_over;
+    for (const KernelVariant* v : kernel_variants()) {
+      const bool named = config_.kernel == v->config_name();
+      if (config_.kernel != "auto" && !named) continue;
+      const std::string no = v->refusal(p, info_);
+      if (!no.empty()) {
+        passed_over += std::string(passed_over.empty() ? "" : ", ") + "not the " + v->config_name() + " kernel because " + no;
+        continue;
       }
-      if (c.stages == 0 || occ < 1)
-        fail(ErrorCode::unsupported, "cuda: the portable kernel needs " +
-                                         std::to_string(pk::decode_smem_bytes(c.shape, 2)) +
-                                         " bytes of shared memory per block; " + info_.describe() + " allows " +
-                                         std::to_string(smem_limit));
-      pk::prepare_decode(c.shape, c.elem, c.stages);
-      c.ctas_per_sm = config_.ctas_per_sm > 0 ? std::min<int>(occ, static_cast<int>(config_.ctas_per_sm)) : occ;
-      c.grid = c.ctas_per_sm * info_.prop.multiProcessorCount;
-      c.m_tiles = static_cast<int>((rows + pk::tile_rows(c.shape) - 1) / pk::tile_rows(c.shape));
-      c.units = static_cast<int>(p.h_kv) * c.m_tiles;
-      c.max_splits = static_cast<int64_t>(c.grid) * kScheduleWaves / c.units + p.batch + 1;  // bound of scheduler.cu
-
-      why << "portable mma.sync kernel, " << pk::tile_rows(c.shape) << " query rows per CTA (s_q x heads per KV = "
-          << rows << "), " << c.stages << "-stage cp.async pipeline, persistent grid " << c.grid << " = "
-          << c.ctas_per_sm << " CTA/SM x " << info_.prop.multiProcessorCount << " SMs; ";
-      if (config_.kernel == "portable")
-        why << "config cuda.kernel = portable";
-      else
-        why << "kernel = auto: not the Hopper kernel because " << hopper_no;
+      LaunchChoice c = v->configure(p, info_, config_, why);
+      why << "; " << (named ? "config cuda.kernel = " + config_.kernel
+                            : "kernel = auto: " + (passed_over.empty() ? std::string("the shape fits it") : passed_over));
       why << " on " << info_.describe();
+      if (p.variant == Variant::absorb)
+        why << "; absorb variant: cuBLAS strided-batched GEMMs over heads (q_nope @ w_uk, o_latent @ w_uv, fp32 "
+               "accumulation) around the latent kernel, latent query and o_latent in the schedule's workspace";
+      return std::make_unique<CudaPlan>(p, info_, config_, c, why.str(), cublas_);
     }
-    if (p.variant == Variant::absorb)
-      why << "; absorb variant: cuBLAS strided-batched GEMMs over heads (q_nope @ w_uk, o_latent @ w_uv, fp32 "
-             "accumulation) around the latent kernel, latent query and o_latent in the schedule's workspace";
-    return std::make_unique<CudaPlan>(p, info_, config_, c, why.str(), cublas_);
+    fail(ErrorCode::internal, "cuda: no kernel variant took a problem supports() accepted");
   }
-
   // cuBLAS bf16 tensor-core GEMMs need sm_80 or newer, as the portable kernel does.
   std::optional<double> do_measure_matmul_tflops() override {
     if (info_.prop.major < 8) return std::nullopt;
@@ -603,26 +510,6 @@ class CudaDevice final : public Device {
   }
 
  private:
-  // Why the Hopper kernel cannot run problem p here ("" when it can).
-  [[nodiscard]] std::string hopper_refusal(const Problem& p) const {
-    if (info_.prop.major != 9 || info_.prop.minor != 0)
-      return "the device is sm_" + std::to_string(info_.prop.major) + std::to_string(info_.prop.minor) +
-             ", the kernel is built for sm_90a only";
-    if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
-      return std::string("dtype ") + dtype_name(p.dtype) + " (the kernel reads bf16 or fp16)";
-    if (is_quantized(p.kv_format))
-      return std::string("the ") + kv_format_name(p.kv_format) + " KV format (the portable kernel reads it)";
-    if (p.page_size != hopper::block_keys())
-      return "page size " + std::to_string(p.page_size) + " (the kernel loads whole 64-token pages by TMA)";
-    if (p.h_kv != 1) return "h_kv = " + std::to_string(p.h_kv) + " (the kernel handles one latent KV head)";
-    if (p.batch > hopper::max_batch())
-      return "batch " + std::to_string(p.batch) + " > " + std::to_string(hopper::max_batch()) +
-             " (its scheduler walks the batch serially)";
-    if (p.d_qk() != pk::kDqk || p.d_v() != pk::kDv) return "d_qk / d_v are not 576 / 512";
-    if (!hopper::verified()) return "not verified (the kernel is compiled but has not passed the GPU checks)";
-    return "";
-  }
-
   CudaConfig config_;
   std::string name_;
   DeviceInfo info_;

@@ -1,0 +1,95 @@
+// The Hopper kernel (sm_90a: TMA + wgmma, hopper/) as a table entry: bf16/fp16 caches in 64-token
+// pages with one latent head; a contiguous cost-balanced schedule whose pieces are each run by
+// one CTA per 64-row tile.
+#include <algorithm>
+
+#include "../hopper/hopper_launch.hpp"
+#include "kernel_variant.hpp"
+#include "mla/error.hpp"
+
+namespace mla::cuda {
+namespace {
+
+namespace pk = portable;
+
+class HopperVariant final : public KernelVariant {
+ public:
+  [[nodiscard]] const char* config_name() const override { return "hopper"; }
+  [[nodiscard]] std::string kernel_name(const LaunchChoice&) const override { return "cuda_hopper_tma_wgmma_m64"; }
+
+  [[nodiscard]] std::string refusal(const Problem& p, const DeviceInfo& device) const override {
+    if (device.prop.major != 9 || device.prop.minor != 0)
+      return "the device is sm_" + std::to_string(device.prop.major) + std::to_string(device.prop.minor) +
+             ", the kernel is built for sm_90a only";
+    if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
+      return std::string("dtype ") + dtype_name(p.dtype) + " (the kernel reads bf16 or fp16)";
+    if (is_quantized(p.kv_format))
+      return std::string("the ") + kv_format_name(p.kv_format) + " KV format (the portable kernel reads it)";
+    if (p.page_size != hopper::block_keys())
+      return "page size " + std::to_string(p.page_size) + " (the kernel loads whole 64-token pages by TMA)";
+    if (p.h_kv != 1) return "h_kv = " + std::to_string(p.h_kv) + " (the kernel handles one latent KV head)";
+    if (p.batch > hopper::max_batch())
+      return "batch " + std::to_string(p.batch) + " > " + std::to_string(hopper::max_batch()) +
+             " (its scheduler walks the batch serially)";
+    if (p.d_qk() != pk::kDqk || p.d_v() != pk::kDv) return "d_qk / d_v are not 576 / 512";
+    if (!hopper::verified()) return "not verified (the kernel is compiled but has not passed the GPU checks)";
+    return "";
+  }
+
+  LaunchChoice configure(const Problem& p, const DeviceInfo& device, const CudaConfig&, std::ostream& why) const override {
+    const int occ = hopper::prepare();
+    if (occ < 1)
+      fail(ErrorCode::unsupported, "cuda: the Hopper kernel does not fit on " + device.describe() + " (" +
+                                       std::to_string(hopper::smem_bytes()) + " bytes of shared memory)");
+    const int64_t rows = p.s_q * p.heads_per_kv();
+    LaunchChoice c;
+    c.variant = this;
+    c.elem = p.dtype == DType::bf16 ? pk::Elem::bf16 : pk::Elem::fp16;
+    c.stages = 2;
+    c.threads = hopper::threads_per_cta();
+    c.ctas_per_sm = occ;
+    c.m_tiles = static_cast<int>((rows + hopper::rows_per_cta() - 1) / hopper::rows_per_cta());
+    c.units = c.m_tiles;
+    // The units (row tiles) of one KV piece run side by side, so the KV is read from HBM about
+    // once: pieces = SMs / units, grid = pieces x units.
+    c.pieces = std::max(1, occ * device.prop.multiProcessorCount / c.units);
+    c.grid = c.pieces * c.units;
+    c.max_splits = static_cast<int64_t>(c.pieces) + p.batch + 1;  // bound of hopper_scheduler.cu
+    why << "Hopper kernel (sm_90a: TMA loads of 64-key KV blocks, wgmma QK^T and PV, 2 math warpgroups x 256 "
+           "output columns + a producer warp, 2-stage mbarrier ring), 64 query rows per CTA (s_q x h_q = "
+        << rows << " in " << c.m_tiles << " tile(s)), persistent grid " << c.grid << " = " << c.pieces
+        << " KV pieces x " << c.units << " row tile(s) (" << occ << " CTA/SM x " << device.prop.multiProcessorCount
+        << " SMs)";
+    return c;
+  }
+
+  void launch_scheduler(const LaunchChoice& c, const ScheduleInputs& in, const pk::ScheduleLayout& layout,
+                        cudaStream_t stream) const override {
+    hopper::launch_scheduler(in.cache_seqlens, in.batch, in.capacity_tokens, c.pieces, layout, stream);
+  }
+
+  [[nodiscard]] std::string describe_schedule(const LaunchChoice& c, int32_t) const override {
+    return "device-side contiguous split-KV schedule: the (sequence, 64-key block) list cut into " +
+           std::to_string(c.pieces) + " pieces of equal cost (blocks + 5 per split), each run by " +
+           std::to_string(c.units) + " CTA(s), one per 64-row tile; at most " + std::to_string(c.max_splits) +
+           " splits";
+  }
+
+  void launch_decode(const LaunchChoice& c, const pk::DecodeParams& params, int64_t kv_blocks,
+                     const pk::ScheduleLayout& layout, cudaStream_t stream) const override {
+    hopper::launch_decode(c.elem, c.grid, params, kv_blocks, layout, stream);
+  }
+
+  // Its CTAs' assignment is static (no work counter to reset), and on sm_90 the combine's
+  // launch may overlap the decode kernel's tail.
+  [[nodiscard]] bool programmatic_combine() const override { return true; }
+};
+
+}  // namespace
+
+const KernelVariant& hopper_variant() {
+  static const HopperVariant variant;
+  return variant;
+}
+
+}  // namespace mla::cuda

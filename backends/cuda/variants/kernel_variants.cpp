@@ -1,0 +1,13 @@
+#include "kernel_variant.hpp"
+
+namespace mla::cuda {
+
+const KernelVariant& hopper_variant();
+const KernelVariant& portable_variant();
+
+const std::vector<const KernelVariant*>& kernel_variants() {
+  static const std::vector<const KernelVariant*> table = {&hopper_variant(), &portable_variant()};
+  return table;
+}
+
+}  // namespace mla::cuda
