@@ -1,0 +1,51 @@
+// Decode with every sequence's KV cache split by tokens across ranks (context parallelism):
+// each rank runs the operator over its shard and gets a partial out and lse; the partials merge
+// exactly, out = sum_r exp(lse_r - lse) out_r with lse = logsumexp_r lse_r. The runtime owns the
+// ranks and the communicator (NCCL on GPUs); the library only exchanges through it.
+// docs/context-parallel.md has the contract (shards, the causal rule for s_q > 1).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "mla/problem.hpp"
+#include "mla/tensor.hpp"
+
+namespace mla {
+
+// The one collective the merge needs: an all-gather of equal-sized byte buffers, ordered on
+// `stream` (host communicators ignore it and block).
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  [[nodiscard]] virtual int rank() const = 0;
+  [[nodiscard]] virtual int size() const = 0;
+  // `recv` holds size() * bytes; rank r's `send` lands at offset r * bytes on every rank.
+  virtual void all_gather(const void* send, void* recv, size_t bytes, void* stream) = 0;
+};
+
+// Ranks as threads of one process, for host backends and tests (no GPU, no NCCL): every rank's
+// all_gather blocks until all ranks of the group have called it.
+class InProcessGroup {
+ public:
+  explicit InProcessGroup(int size);
+  ~InProcessGroup();
+  InProcessGroup(const InProcessGroup&) = delete;
+  InProcessGroup& operator=(const InProcessGroup&) = delete;
+  // The communicator of one rank; it must not outlive the group.
+  [[nodiscard]] std::unique_ptr<Communicator> communicator(int rank);
+
+  struct State;  // opaque: the shared buffer and barrier (context_parallel.cpp)
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+// After this rank ran `problem` on its shard (out, lse hold its partial), replaces them with the
+// merge of every rank's partials, so each rank ends with the full result. Host memory. Rows a
+// shard did not see (lse +inf, out 0: the operator's empty-row result) add nothing; a row no
+// rank saw stays out 0, lse +inf. Every rank sums in rank order, so all ranks hold the same bits.
+void merge_context_parallel(const Problem& problem, const TensorView& out, const TensorView& lse, Communicator& comm,
+                            void* stream = nullptr);
+
+}  // namespace mla
