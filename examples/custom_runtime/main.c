@@ -2,8 +2,9 @@
  *
  * DeepSeek-V3 attention shape (61 layers, 128 query heads, one latent KV head, d_c = 512,
  * d_r = 64, 64-token pages), a small batch decoding a few tokens: per step the runtime
- * appends each sequence's new KV row to every layer's paged cache, makes one schedule for the
- * step's lengths, and runs the operator once per layer. All device memory comes from the API,
+ * writes each sequence's new token into every layer's paged cache with mla_write_kv (its
+ * latent and rope parts and the slot it goes to), makes one schedule for the step's lengths,
+ * and runs the operator once per layer. All device memory comes from the API,
  * and every input goes through mla_device_copy, so the same code drives host and device
  * backends. At the last step one layer's output is checked against the float64 reference.
  *
@@ -79,6 +80,9 @@ typedef struct runtime {
   void* q;                 /* device: the current layer's query */
   void* block_table_dev;
   void* seqlens_dev;
+  void* new_kv_c;          /* device: the step's new tokens, latent part [BATCH, D_C] bf16 */
+  void* new_k_pe;          /* device: their rope part [BATCH, D_R] bf16 */
+  void* slots_dev;         /* device: int64 [BATCH], the cache slot of each new token */
   void* out;               /* device: [BATCH, 1, H_Q, D_C] bf16 */
   void* lse;               /* device: [BATCH, H_Q, 1] fp32 */
 } runtime;
@@ -141,22 +145,43 @@ static int fill_caches(runtime* rt) {
   return 0;
 }
 
-/* A decode step produced one token per sequence: its KV row goes into every layer's cache. */
+/* A decode step produced one token per sequence: mla_write_kv puts it into every layer's
+ * cache at slot block * PAGE + offset (what vLLM calls concat_and_cache_mla). The cache is bf16
+ * here; a quantized cache takes the same call with its kv_format and kv_scale. */
 static int append_token(runtime* rt, int check_layer_host) {
   int layer;
   int64_t i;
-  uint16_t row[D_QK];
+  uint16_t rows[BATCH][D_QK], kv_c[BATCH][D_C], k_pe[BATCH][D_R];
+  int64_t slots[BATCH];
+  const int64_t kv_c_shape[2] = {BATCH, D_C}, k_pe_shape[2] = {BATCH, D_R}, slot_shape[1] = {BATCH};
+  const int64_t kv_shape[4] = {rt->num_blocks, PAGE, 1, D_QK};
   for (i = 0; i < BATCH; ++i) {
     const int64_t position = rt->seqlens[i];
-    const size_t offset = (size_t)(kv_row(rt->kv_host, i, position) - rt->kv_host) * sizeof(uint16_t);
-    for (layer = 0; layer < LAYERS; ++layer) {
-      make_kv_row(row, layer, i, position);
-      if (failed(copy(rt, (char*)rt->kv[layer] + offset, row, sizeof row, MLA_COPY_HOST_TO_DEVICE), "appending a KV row"))
-        return 1;
-      if (layer == check_layer_host) memcpy(kv_row(rt->kv_host, i, position), row, sizeof row);
-    }
-    rt->seqlens[i] += 1;
+    slots[i] = (int64_t)physical_block(i, position / PAGE) * PAGE + position % PAGE;
   }
+  if (failed(copy(rt, rt->slots_dev, slots, sizeof slots, MLA_COPY_HOST_TO_DEVICE), "copying the slots")) return 1;
+  for (layer = 0; layer < LAYERS; ++layer) {
+    mla_write_kv_args write;
+    for (i = 0; i < BATCH; ++i) {
+      make_kv_row(rows[i], layer, i, rt->seqlens[i]);
+      memcpy(kv_c[i], rows[i], sizeof kv_c[i]);
+      memcpy(k_pe[i], rows[i] + D_C, sizeof k_pe[i]);
+      if (layer == check_layer_host) memcpy(kv_row(rt->kv_host, i, rt->seqlens[i]), rows[i], sizeof rows[i]);
+    }
+    if (failed(copy(rt, rt->new_kv_c, kv_c, sizeof kv_c, MLA_COPY_HOST_TO_DEVICE), "copying kv_c") ||
+        failed(copy(rt, rt->new_k_pe, k_pe, sizeof k_pe, MLA_COPY_HOST_TO_DEVICE), "copying k_pe"))
+      return 1;
+    memset(&write, 0, sizeof write);
+    write.struct_size = sizeof write;
+    write.device = rt->device;
+    write.kv_format = MLA_KV_FORMAT_BF16;
+    write.kv_c = mla_tensor_contiguous(rt->new_kv_c, MLA_DTYPE_BF16, 2, kv_c_shape, rt->space);
+    write.k_pe = mla_tensor_contiguous(rt->new_k_pe, MLA_DTYPE_BF16, 2, k_pe_shape, rt->space);
+    write.slot_mapping = mla_tensor_contiguous(rt->slots_dev, MLA_DTYPE_INT64, 1, slot_shape, rt->space);
+    write.kv_cache = mla_tensor_contiguous(rt->kv[layer], MLA_DTYPE_BF16, 4, kv_shape, rt->space);
+    if (failed(mla_write_kv(&write), "mla_write_kv")) return 1;
+  }
+  for (i = 0; i < BATCH; ++i) rt->seqlens[i] += 1;
   return 0;
 }
 
@@ -248,6 +273,9 @@ static int open_runtime(runtime* rt, const char* config_path, int64_t first_len,
   if (failed(allocate(rt, q_bytes(), &rt->q), "allocating q") ||
       failed(allocate(rt, (size_t)(BATCH * rt->max_blocks) * sizeof(int32_t), &rt->block_table_dev), "allocating the block table") ||
       failed(allocate(rt, sizeof rt->seqlens, &rt->seqlens_dev), "allocating the lengths") ||
+      failed(allocate(rt, (size_t)BATCH * D_C * sizeof(uint16_t), &rt->new_kv_c), "allocating kv_c") ||
+      failed(allocate(rt, (size_t)BATCH * D_R * sizeof(uint16_t), &rt->new_k_pe), "allocating k_pe") ||
+      failed(allocate(rt, (size_t)BATCH * sizeof(int64_t), &rt->slots_dev), "allocating the slots") ||
       failed(allocate(rt, out_bytes(), &rt->out), "allocating out") ||
       failed(allocate(rt, lse_bytes(), &rt->lse), "allocating lse"))
     return 1;
@@ -264,6 +292,9 @@ static void close_runtime(runtime* rt) {
   mla_device_deallocate(rt->device, rt->q);
   mla_device_deallocate(rt->device, rt->block_table_dev);
   mla_device_deallocate(rt->device, rt->seqlens_dev);
+  mla_device_deallocate(rt->device, rt->new_kv_c);
+  mla_device_deallocate(rt->device, rt->new_k_pe);
+  mla_device_deallocate(rt->device, rt->slots_dev);
   mla_device_deallocate(rt->device, rt->out);
   mla_device_deallocate(rt->device, rt->lse);
   mla_plan_free(rt->plan);
