@@ -205,6 +205,12 @@ if has full; then
         -DCMAKE_CUDA_ARCHITECTURES=90 -DMLA_CUDA_PORTABLE_ARCHS="${MLA_CUDA_ARCHS:-90-real}" > "$OUT/full_build.log" 2>&1 &&
      ninja -C "$ROOT/build-full" >> "$OUT/full_build.log" 2>&1; then
     note "full build: ok in $(( $(date +%s) - start )) s"
+    # The NCCL wrapper's test loads NCCL at run time: the one PyTorch ships, when no other is on the loader path.
+    if [[ -z "${MLA_NCCL_LIBRARY:-}" ]]; then
+      MLA_NCCL_LIBRARY=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null)
+      [[ -f "$MLA_NCCL_LIBRARY" ]] && export MLA_NCCL_LIBRARY || unset MLA_NCCL_LIBRARY
+    fi
+    note "NCCL for the wrapper test: ${MLA_NCCL_LIBRARY:-libnccl.so.2 on the loader path}"
     (cd "$ROOT/build-full" && timeout 300 ctest -R cuda --output-on-failure) > "$OUT/ctest.log" 2>&1
     rc=$?
     note "ctest -R cuda: rc $rc; $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"

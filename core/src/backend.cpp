@@ -39,6 +39,21 @@ void Device::write_kv(const WriteKvArgs& args, void* stream, const WriteKvOption
   do_write_kv(args, stream, options);
 }
 
+void Device::merge_context_parallel(const Problem& problem, const TensorView& out, const TensorView& lse,
+                                    Communicator& comm, void* stream) {
+  validate_problem(problem);
+  validate_outputs(problem, out, lse, memory_space());
+  do_merge_context_parallel(problem, out, lse, comm, stream);
+}
+
+void Device::do_merge_context_parallel(const Problem&, const TensorView&, const TensorView&, Communicator&, void*) {
+  fail(ErrorCode::unsupported, backend_name() + ": merge_context_parallel is not implemented by this backend");
+}
+
+std::unique_ptr<Communicator> Device::wrap_native_communicator(void*) {
+  fail(ErrorCode::unsupported, backend_name() + ": no native communicator type; pass an mla::Communicator");
+}
+
 void Device::do_write_kv(const WriteKvArgs&, void*, const WriteKvOptions&) {
   fail(ErrorCode::unsupported, backend_name() + ": write_kv is not implemented by this backend");
 }

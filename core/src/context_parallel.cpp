@@ -83,7 +83,7 @@ int64_t offset4(const TensorView& t, int64_t i0, int64_t i1, int64_t i2) {
 
 }  // namespace
 
-void merge_context_parallel(const Problem& p, const TensorView& out, const TensorView& lse, Communicator& comm,
+void merge_context_parallel_host(const Problem& p, const TensorView& out, const TensorView& lse, Communicator& comm,
                             void* stream) {
   if (out.space != MemorySpace::host || lse.space != MemorySpace::host)
     fail(ErrorCode::unsupported, "merge_context_parallel: out and lse must be in host memory (host backends)");

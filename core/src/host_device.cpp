@@ -33,4 +33,9 @@ void HostDevice::synchronize(void*) {}
 
 void HostDevice::do_write_kv(const WriteKvArgs& args, void*, const WriteKvOptions&) { write_kv_host(args); }
 
+void HostDevice::do_merge_context_parallel(const Problem& problem, const TensorView& out, const TensorView& lse,
+                                           Communicator& comm, void* stream) {
+  merge_context_parallel_host(problem, out, lse, comm, stream);
+}
+
 }  // namespace mla

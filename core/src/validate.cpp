@@ -122,6 +122,11 @@ void validate_problem(const Problem& p) {
         std::to_string(p.d_c));
 }
 
+void validate_outputs(const Problem& p, const TensorView& out, const TensorView& lse, MemorySpace space) {
+  check_tensor("out", out, p.dtype, {p.batch, p.s_q, p.h_q, p.out_width()}, space);
+  check_tensor("lse", lse, DType::fp32, {p.batch, p.h_q, p.s_q}, space);
+}
+
 void validate_seqlens_tensor(const Problem& p, const TensorView& seqlens, MemorySpace space) {
   check_tensor("cache_seqlens", seqlens, DType::int32, {p.batch}, space);
 }

@@ -68,8 +68,8 @@ TEST_CASE("context parallel: N shards merged equal one device", "[core][context_
         for (int r = 0; r < n; ++r)
           threads.emplace_back([&, r] {
             auto comm = group.communicator(r);
-            merge_context_parallel(full.problem, ranks[static_cast<size_t>(r)].out.view(),
-                                   ranks[static_cast<size_t>(r)].lse.view(), *comm);
+            device->merge_context_parallel(full.problem, ranks[static_cast<size_t>(r)].out.view(),
+                                           ranks[static_cast<size_t>(r)].lse.view(), *comm);
           });
         for (auto& t : threads) t.join();
         const ReferenceOutput ref = reference_decode(full.problem, full.args());

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "mla/context_parallel.hpp"
 #include "mla/error.hpp"
 #include "mla/kv_cache.hpp"
 #include "mla/problem.hpp"
@@ -109,6 +110,16 @@ class Device {
   // before anything is written. Device backends: ordered on `stream`.
   void write_kv(const WriteKvArgs& args, void* stream = nullptr, const WriteKvOptions& options = {});
 
+  // Context parallelism (docs/context-parallel.md): after this rank ran `problem` over its
+  // shard, merges every rank's partial out / lse through `comm` so each rank holds the full
+  // result. Host backends: blocking. Device backends: ordered on `stream` (capturable when the
+  // communicator's collective is).
+  void merge_context_parallel(const Problem& problem, const TensorView& out, const TensorView& lse, Communicator& comm,
+                              void* stream = nullptr);
+  // The backend's own communicator type wrapped as an mla::Communicator (cuda: an ncclComm_t,
+  // NCCL loaded at run time). The handle stays the caller's. Error(unsupported) where there is none.
+  [[nodiscard]] virtual std::unique_ptr<Communicator> wrap_native_communicator(void* handle);
+
   // Memory in this device's space (host memory for host backends). 256-byte aligned.
   [[nodiscard]] virtual void* allocate(size_t bytes) = 0;
   virtual void deallocate(void* ptr) noexcept = 0;
@@ -126,6 +137,9 @@ class Device {
   // Why this backend cannot run a valid problem, or nullopt. plan() asks it before do_plan,
   // so do_plan only sees supported problems. The default supports everything.
   [[nodiscard]] virtual std::optional<std::string> do_unsupported_reason(const Problem& problem) const;
+  // merge_context_parallel on validated out / lse. The default refuses (Error(unsupported)).
+  virtual void do_merge_context_parallel(const Problem& problem, const TensorView& out, const TensorView& lse,
+                                         Communicator& comm, void* stream);
   // write_kv on validated arguments. The default refuses (Error(unsupported)).
   virtual void do_write_kv(const WriteKvArgs& args, void* stream, const WriteKvOptions& options);
   // (optional) The measurement behind measure_matmul_tflops; the default measures nothing.

@@ -41,11 +41,12 @@ class InProcessGroup {
   std::unique_ptr<State> state_;
 };
 
-// After this rank ran `problem` on its shard (out, lse hold its partial), replaces them with the
+// Device::merge_context_parallel on host memory (what host backends run; Device validates
+// first). After this rank ran `problem` on its shard (out, lse hold its partial), replaces them with the
 // merge of every rank's partials, so each rank ends with the full result. Host memory. Rows a
 // shard did not see (lse +inf, out 0: the operator's empty-row result) add nothing; a row no
 // rank saw stays out 0, lse +inf. Every rank sums in rank order, so all ranks hold the same bits.
-void merge_context_parallel(const Problem& problem, const TensorView& out, const TensorView& lse, Communicator& comm,
+void merge_context_parallel_host(const Problem& problem, const TensorView& out, const TensorView& lse, Communicator& comm,
                             void* stream = nullptr);
 
 }  // namespace mla

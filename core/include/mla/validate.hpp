@@ -19,6 +19,9 @@ void check_kv_scale(const TensorView& kv_scale, KvFormat format, int64_t d_c, in
 // Shapes, dtypes, strides, memory space, null and misaligned pointers of every tensor.
 void validate_args(const Problem& problem, const RunArgs& args, MemorySpace space);
 
+// out and lse of `problem` in `space` (what merges and checks of results read).
+void validate_outputs(const Problem& problem, const TensorView& out, const TensorView& lse, MemorySpace space);
+
 // cache_seqlens tensor: int32 [b] in `space`.
 void validate_seqlens_tensor(const Problem& problem, const TensorView& seqlens, MemorySpace space);
 
