@@ -1,6 +1,7 @@
 // The CPU performance bar of ANCHORS.md, measured in one run: the cpu backend's fast path
 // against OpenBLAS sgemm at the GEMM shapes of the same decode (per sequence: scores
 // Q[rows x d_qk] . K^T and output P[rows x len] . V). Prints both GFLOP/s and the ratio.
+// --kv-format runs the mla side on a cache of that format (the sgemm side is always fp32).
 #include <cblas.h>
 
 #include <algorithm>
@@ -8,7 +9,9 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -44,7 +47,7 @@ int main(int argc, char** argv) {
   CLI::App app{"cpu backend vs OpenBLAS sgemm at the matching GEMM shapes"};
   int64_t batch = 8, heads = 128, seqlen = 4096;
   int iters = 7, warmup = 2;
-  std::string json, isa = "auto";
+  std::string json, isa = "auto", kv_format = "bf16";
   app.add_option("--batch", batch);
   app.add_option("--heads", heads);
   app.add_option("--seqlen", seqlen);
@@ -52,12 +55,16 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup);
   app.add_option("--json", json, "Write the figures as JSON here");
   app.add_option("--isa", isa, "cpu.isa for the mla side: auto, avx512_bf16, portable or a Highway target (avx2, ...)");
+  app.add_option("--kv-format", kv_format, "KV-cache format of the mla side: " + mla::kv_format_names());
   CLI11_PARSE(app, argc, argv);
 
   try {
     mla::Problem p;
     p.batch = batch;
     p.h_q = heads;
+    const std::optional<mla::KvFormat> format = mla::parse_kv_format(kv_format);
+    if (!format) throw std::invalid_argument("--kv-format: expected one of " + mla::kv_format_names() + ", got " + kv_format);
+    p.kv_format = *format;
     mla::InputSpec spec;
     spec.seqlen = seqlen;
     mla::HostInputs in = mla::make_random_inputs(p, spec);
@@ -90,12 +97,14 @@ int main(int argc, char** argv) {
     const double flops = mla::anchor_flops(in.problem, static_cast<double>(seqlen));
     const double mla_gflops = flops / t_mla / 1e9, blas_gflops = flops / t_blas / 1e9;
     std::printf("| what | time (ms) | GFLOP/s |\n");
-    std::printf("| mla cpu (%s) | %.2f | %.1f |\n", plan->kernel_name().c_str(), t_mla * 1e3, mla_gflops);
+    std::printf("| mla cpu (%s, %s cache) | %.2f | %.1f |\n", plan->kernel_name().c_str(), kv_format.c_str(), t_mla * 1e3,
+                mla_gflops);
     std::printf("| OpenBLAS sgemm, same GEMM shapes | %.2f | %.1f |\n", t_blas * 1e3, blas_gflops);
     std::printf("ratio mla / OpenBLAS: %.2fx (target >= 1.0)\n", mla_gflops / blas_gflops);
     if (!json.empty()) {
       std::ofstream(json) << nlohmann::json{{"problem", in.problem.describe()},
                                             {"mla_kernel", plan->kernel_name()},
+                                            {"kv_format", kv_format},
                                             {"mla_seconds", t_mla},
                                             {"mla_gflops", mla_gflops},
                                             {"openblas_seconds", t_blas},
