@@ -19,6 +19,12 @@ CaseResult run_and_compare(Device& device, HostInputs& in) {
   return r;
 }
 
+Comparison compare_to_unquantized(const HostInputs& in) {
+  const HostInputs plain = in.unquantized();
+  const ReferenceOutput ref = reference_decode(plain.problem, plain.args());
+  return compare_to_reference(in.problem, ref, in.out.view(), in.lse.view(), quantization_tolerance(in.problem));
+}
+
 Problem small_problem(int64_t b, int64_t s_q, int64_t h_q, int64_t h_kv, bool causal, int64_t page_size, Variant variant,
                       DType dtype) {
   Problem p;

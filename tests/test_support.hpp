@@ -24,6 +24,10 @@ struct CaseResult {
 // Plans, schedules and runs `inputs` on a host-memory device, then compares with the reference.
 CaseResult run_and_compare(Device& device, HostInputs& inputs);
 
+// After a run on a quantized cache: `inputs`' output against the float64 reference on the
+// unquantized bf16 values (HostInputs::unquantized), with the format's quantization tolerance.
+Comparison compare_to_unquantized(const HostInputs& inputs);
+
 Problem small_problem(int64_t b, int64_t s_q, int64_t h_q, int64_t h_kv, bool causal, int64_t page_size,
                       Variant variant = Variant::latent, DType dtype = DType::bf16);
 

@@ -31,6 +31,22 @@ class CpuSchedule final : public Schedule {
   mutable Workspace workspace_;  // grown on first use, reused by later runs of the step
 };
 
+// How the fast path reads the cache's format, for explain().
+std::string kv_format_note(const Problem& p) {
+  const std::string name = kv_format_name(p.kv_format);
+  switch (p.kv().scale) {
+    case KvScaleKind::none:
+      return p.kv_format == plain_kv_format(p.dtype) ? std::string() : name + " cache widened to fp32 per KV tile";
+    case KvScaleKind::per_tensor:
+    case KvScaleKind::per_channel:
+      return name + " cache dequantized per KV tile without its " +
+             (p.kv().scale == KvScaleKind::per_tensor ? "per-tensor" : "per-channel") +
+             " kv_scale, which is folded into q (q_c * s_c) and out (out_c * s_c)";
+    case KvScaleKind::in_token: return name + " cache dequantized per KV tile with its in-token scales";
+  }
+  return {};
+}
+
 // The task kernel a plan runs, its name in results and why it was chosen.
 struct KernelChoice {
   TaskKernel run = nullptr;
@@ -51,6 +67,7 @@ class CpuPlan final : public Plan {
     std::ostringstream os;
     if (config_.path == "reference") os << "config cpu.path = reference: float64 loops";
     else os << "flash decoding over " << config_.kv_tile_tokens << "-token KV tiles on " << threads_ << " threads; " << kernel_.why;
+    if (config_.path != "reference" && !kv_format_note(problem()).empty()) os << "; " << kv_format_note(problem());
     return os.str();
   }
   [[nodiscard]] size_t workspace_bytes() const override {
@@ -108,18 +125,30 @@ KernelChoice highway_choice(const SimdKernel& k, const std::string& why) {
   return {k.run, "cpu_flash_decode_hwy_" + k.target, "Highway kernel, " + k.target + " target (" + why + ")"};
 }
 
+// Why the AVX-512 BF16 kernel cannot run `p`; empty when it can. It multiplies bf16 pairs
+// straight from the query rows and the cache rows, so both must hold bf16.
+std::string bf16_kernel_mismatch(const Problem& p) {
+  if (p.kv_format != KvFormat::bf16)
+    return std::string("the AVX-512 BF16 kernel reads bf16 caches only; the ") + kv_format_name(p.kv_format) +
+           " cache is " + (is_quantized(p.kv_format) ? "dequantized" : "widened") + " to fp32 per KV tile";
+  if (p.dtype != DType::bf16) return "the AVX-512 BF16 kernel needs bf16 queries";
+  if (p.d_qk() % 2 != 0 || p.d_v() % 64 != 0) return "the AVX-512 BF16 kernel needs even d_qk and d_v a multiple of 64";
+  return {};
+}
+
 // cpu.isa and the CPU decide. "auto" takes Highway's pick for this CPU, except that where the
 // pick is AVX-512 and the CPU has avx512_bf16 the native bf16 dot-product kernel runs instead
-// (it is about twice as fast as fp32 FMAs) for tasks of at least one full vector of rows.
+// (it is about twice as fast as fp32 FMAs) for bf16 queries on a bf16 cache and tasks of at
+// least one full vector of rows.
 KernelChoice choose_kernel(const Problem& p, const CpuConfig& config) {
-  const bool bf16_kernel_fits = p.dtype == DType::bf16 && p.d_qk() % 2 == 0 && p.d_v() % 64 == 0;
+  const std::string bf16_mismatch = bf16_kernel_mismatch(p);
   const KernelChoice bf16{&run_task_avx512_bf16, "cpu_flash_decode_avx512bf16",
-                          "AVX-512 BF16 dot products (bf16 inputs and the CPU has avx512_bf16)"};
+                          "AVX-512 BF16 dot products (bf16 queries, a bf16 cache and the CPU has avx512_bf16)"};
   if (config.isa == "avx512_bf16") {
     if (!cpu_has_avx512_bf16())
       fail(ErrorCode::unsupported, "cpu: config cpu.isa = avx512_bf16 but this CPU lacks avx512_bf16");
-    if (bf16_kernel_fits) return bf16;
-    return highway_choice(best_simd_kernel(), "the AVX-512 BF16 kernel needs bf16 inputs, even d_qk and d_v a multiple of 64");
+    if (bf16_mismatch.empty()) return bf16;
+    return highway_choice(best_simd_kernel(), bf16_mismatch);
   }
   if (config.isa == "portable") return highway_choice(portable_simd_kernel(), "config cpu.isa = portable");
   if (config.isa != "auto") {
@@ -135,8 +164,7 @@ KernelChoice choose_kernel(const Problem& p, const CpuConfig& config) {
   const SimdKernel best = best_simd_kernel();
   if (!best_simd_target_is_avx512() || !cpu_has_avx512_bf16())
     return highway_choice(best, "the best target this CPU runs");
-  if (!bf16_kernel_fits)
-    return highway_choice(best, "the AVX-512 BF16 kernel needs bf16 inputs, even d_qk and d_v a multiple of 64");
+  if (!bf16_mismatch.empty()) return highway_choice(best, bf16_mismatch);
   if (rows_per_task(p) < 16)
     return highway_choice(best, "fewer than 16 query rows per task: the BF16 kernel would leave lanes empty");
   return bf16;
@@ -153,13 +181,6 @@ class CpuDevice final : public HostDevice {
   [[nodiscard]] std::string name() const override { return name_; }
 
  protected:
-  std::optional<std::string> do_unsupported_reason(const Problem& problem) const override {
-    if (problem.kv_format != plain_kv_format(problem.dtype))
-      return std::string("cpu: the ") + kv_format_name(problem.kv_format) + " KV format with " + dtype_name(problem.dtype) +
-             " queries is not implemented yet (the cache must hold the query dtype)";
-    return std::nullopt;
-  }
-
   std::unique_ptr<Plan> do_plan(const Problem& problem) const override {
     KernelChoice kernel = choose_kernel(problem, config_);
     return std::make_unique<CpuPlan>(problem, config_, threads_, std::move(kernel));

@@ -35,6 +35,18 @@ const char* element_ptr(const TensorView& t, int64_t offset) {
   return static_cast<const char*>(t.data) + offset * static_cast<int64_t>(dtype_size(t.dtype));
 }
 
+// The kv_scale of a per-tensor (fp8_e4m3) or per-channel (int8) format as d_qk factors that the
+// task kernel folds into q and out (TaskArgs::kv_fold); empty for formats without one.
+std::vector<float> kv_fold_factors(const Problem& p, const RunArgs& a) {
+  const KvScaleKind kind = p.kv().scale;
+  if (kind != KvScaleKind::per_tensor && kind != KvScaleKind::per_channel) return {};
+  const auto* s = static_cast<const float*>(a.kv_scale.data);
+  const int64_t stride = a.kv_scale.rank == 1 ? a.kv_scale.strides[0] : 1;
+  std::vector<float> fold(static_cast<size_t>(p.d_qk()));
+  for (int64_t c = 0; c < p.d_qk(); ++c) fold[static_cast<size_t>(c)] = kind == KvScaleKind::per_tensor ? s[0] : s[c * stride];
+  return fold;
+}
+
 // q_latent = concat(q_nope @ w_uk, q_rope), rounded to the problem dtype like the query it replaces.
 void absorb_queries(const Problem& p, const RunArgs& a, Workspace& ws) {
   const int64_t b = p.batch, s = p.s_q, d_c = p.d_c;
@@ -155,6 +167,11 @@ void fast_decode(const Problem& p, const RunArgs& args, const SplitPlan& split, 
       ws.o_latent.resize(static_cast<size_t>(p.batch * p.s_q * p.h_q * p.d_c));
     }
     const TensorView q = absorb ? ws.q_latent.view() : args.q;
+    const std::vector<float> kv_fold = kv_fold_factors(p, args);
+    // A non-finite kv_scale makes every dequantized key non-finite in the reference, so every
+    // row that sees a key is NaN, as with a non-finite query (the contract below).
+    const bool fold_nonfinite =
+        std::any_of(kv_fold.begin(), kv_fold.end(), [](float x) { return !std::isfinite(x); });
     ws.partial_out.resize(static_cast<size_t>(split.partial_slots * p.h_q * p.s_q * d_v));
     ws.partial_lse.resize(static_cast<size_t>(split.partial_slots * p.h_q * p.s_q));
 
@@ -208,6 +225,8 @@ void fast_decode(const Problem& p, const RunArgs& args, const SplitPlan& split, 
       ta.tile = static_cast<int>(config.kv_tile_tokens);
       ta.scale = p.effective_scale();
       ta.dtype = p.dtype;
+      ta.kv_format = p.kv_format;
+      ta.kv_fold = kv_fold.empty() ? nullptr : kv_fold.data();
       ta.out = out.data();
       ta.lse = lse.data();
       kernel(ta, scratch.local());
@@ -216,7 +235,7 @@ void fast_decode(const Problem& p, const RunArgs& args, const SplitPlan& split, 
       // NaN scores, so such a row looks like one that saw nothing (out 0, lse +inf).
       for (int r = 0; r < rows; ++r)
         if (ta.begin < std::min(ta.end, visible[static_cast<size_t>(r)]) &&
-            has_nonfinite(q_rows[static_cast<size_t>(r)], q.dtype, p.d_qk())) {
+            (fold_nonfinite || has_nonfinite(q_rows[static_cast<size_t>(r)], q.dtype, p.d_qk()))) {
           std::fill_n(&out[static_cast<size_t>(r) * static_cast<size_t>(d_v)], d_v, kNaN);
           lse[static_cast<size_t>(r)] = kNaN;
         }

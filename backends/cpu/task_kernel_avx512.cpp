@@ -24,6 +24,7 @@ void run_task_avx512_bf16(const TaskArgs&, TaskScratch&) {
 #include <cstring>
 #include <limits>
 
+#include "mla/error.hpp"
 #include "task_kernel.hpp"
 
 namespace mla::cpu {
@@ -138,6 +139,10 @@ void accumulate_values(const uint32_t* P, int m_stride, const uint32_t* Vp, int 
 }  // namespace
 
 void run_task_avx512_bf16(const TaskArgs& a, TaskScratch& s) {
+  // choose_kernel sends only bf16 queries on a bf16 cache here; anything else would be read as
+  // bf16 pairs and give wrong numbers silently.
+  if (a.dtype != DType::bf16 || a.kv_format != KvFormat::bf16 || a.kv_fold)
+    fail(ErrorCode::internal, "cpu: the AVX-512 BF16 kernel was given a non-bf16 query or cache");
   const int rows = a.rows, d_v = a.d_v, tile = a.tile;
   const int kp = a.d_qk / 2;
   const int m_pad = (rows + 15) / 16 * 16;

@@ -2,13 +2,16 @@
 // Highway knows on this architecture (foreach_target: EMU128, SSE4, AVX2, AVX3 on x86; NEON,
 // SVE, SVE2 on ARM). simd_targets.cpp picks one at run time.
 //
-// Every tile of keys is widened to fp32 once (bf16, fp16 and fp32 inputs share one path; the
-// widening is amortised over every query row of the task), then:
+// Every tile of keys is widened to fp32 once (every KV format shares one path: plain formats are
+// widened, quantized ones dequantized by widen-inl.h; the cost is amortised over every query row
+// of the task). A per-tensor or per-channel kv_scale is not applied to the keys but folded into
+// the queries (q_c * s_c) and the output (out_c * s_c); fp8_ds_mla's in-token scales differ per
+// token and are applied while dequantizing. Then:
 //   many rows (>= one vector):  S^T[key][m] = sum_k Q^T[k][m] * K[key][k], query rows along the
 //       lanes, one key element broadcast per FMA (the same layout as the AVX-512 BF16 kernel);
 //   few rows (< one vector):    each score is a dot product along the head dimension, vectors
-//       filled from the key rows, so no lane is wasted on missing heads; bf16 keys and values
-//       are then read straight from the cache (no widened tile);
+//       filled from the key rows, so no lane is wasted on missing heads; a bf16 cache read by
+//       bf16 queries is then read straight from the cache (no widened tile);
 //   P.V:                        O[m][d] += P[key][m] * V[key][d], vectors along d.
 // Vectors live in named variables, never arrays: SVE vectors are sizeless and cannot be.
 #undef HWY_TARGET_INCLUDE
@@ -61,7 +64,17 @@ constexpr int kPvCols = kVecRegs == 16 ? 2 : 4;
 
 size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
+using mla::HWY_NAMESPACE::dequantize_token_f32;
 using mla::HWY_NAMESPACE::widen_to_f32;
+
+// x[i] *= factor[i] for i < n.
+void multiply_in_place(float* HWY_RESTRICT x, const float* HWY_RESTRICT factor, size_t n) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), hn::LoadU(df, factor + i)), df, x + i);
+  for (; i < n; ++i) x[i] *= factor[i];
+}
 
 // S^T[t][m0 .. m0 + V*N) for T keys: T x V accumulators, each query vector reused by T keys.
 template <int T, int V>
@@ -360,14 +373,20 @@ void RunTask(const TaskArgs& a, TaskScratch& s) {
   const size_t cols = round_up(static_cast<size_t>(a.d_v), N);  // accumulator columns
   const size_t m_pad = round_up(static_cast<size_t>(rows), N);
   const bool few_rows = static_cast<size_t>(rows) < N;
-  // Few bf16 rows read keys and values straight from the cache rows (values up to `cols`, so
-  // the rounded-up columns must stay inside the row).
-  const bool direct_bf16 = kDirectBf16 && few_rows && a.dtype == DType::bf16 && cols <= static_cast<size_t>(d_qk);
-  const size_t esize = dtype_size(a.dtype);
+  // Few bf16 rows against a bf16 cache read keys and values straight from the cache rows
+  // (values up to `cols`, so the rounded-up columns must stay inside the row).
+  const bool direct_bf16 = kDirectBf16 && few_rows && a.dtype == DType::bf16 && a.kv_format == KvFormat::bf16 &&
+                           cols <= static_cast<size_t>(d_qk);
+  const int64_t d_c = a.d_v, d_r = d_qk - a.d_v;
+  const size_t esize = dtype_size(kv_format_traits(a.kv_format).element);
 
   // Queries: row-major (few rows) or transposed Q^T[k][m] (rows in lanes).
   s.q_f32.assign(static_cast<size_t>(rows) * ld, 0.0f);
-  for (int r = 0; r < rows; ++r) widen_to_f32(a.q_rows[r], a.dtype, d_qk, &s.q_f32[static_cast<size_t>(r) * ld]);
+  for (int r = 0; r < rows; ++r) {
+    float* q = &s.q_f32[static_cast<size_t>(r) * ld];
+    widen_to_f32(a.q_rows[r], a.dtype, d_qk, q);
+    if (a.kv_fold) multiply_in_place(q, a.kv_fold, static_cast<size_t>(d_qk));
+  }
   if (!few_rows) {
     s.q_t.assign(static_cast<size_t>(d_qk) * m_pad, 0.0f);
     for (int r = 0; r < rows; ++r)
@@ -400,7 +419,7 @@ void RunTask(const TaskArgs& a, TaskScratch& s) {
     const int64_t off = block * a.block_stride + (token % a.page_size) * a.token_stride + a.head_offset;
     return static_cast<const char*>(a.kv) + off * static_cast<int64_t>(esize);
   };
-  const size_t row_bytes = static_cast<size_t>(d_qk) * esize;
+  const auto row_bytes = static_cast<size_t>(kv_token_bytes(a.kv_format, d_c, d_r));
   for (int64_t n0 = a.begin; n0 < end; n0 += tile) {
     const int n = static_cast<int>(std::min<int64_t>(tile, end - n0));
     const int64_t next = n0 + tile;
@@ -416,7 +435,7 @@ void RunTask(const TaskArgs& a, TaskScratch& s) {
         continue;
       }
       float* dst = &s.kv_f32[static_cast<size_t>(j) * ld];
-      widen_to_f32(key_row(n0 + j), a.dtype, d_qk, dst);
+      dequantize_token_f32(key_row(n0 + j), a.kv_format, nullptr, d_c, d_r, /*apply_scales=*/false, dst);
       std::fill(dst + d_qk, dst + ld, 0.0f);
       keys[j] = dst;
     }
@@ -463,6 +482,7 @@ void RunTask(const TaskArgs& a, TaskScratch& s) {
     const float inv = 1.0f / sum;
     const float* acc = &s.acc[static_cast<size_t>(r) * cols];
     for (int d = 0; d < a.d_v; ++d) out[d] = acc[d] * inv;
+    if (a.kv_fold) multiply_in_place(out, a.kv_fold, static_cast<size_t>(a.d_v));
     a.lse[r] = s.row_max[static_cast<size_t>(r)] + std::log(sum);
   }
 }

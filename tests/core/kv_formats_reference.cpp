@@ -25,9 +25,7 @@ void check_format(Device& device, KvFormat format, Variant variant, uint64_t see
   INFO("vs reference on dequantized values: " << r.comparison.summary());
   CHECK(r.comparison.passed);
   if (!is_quantized(format)) return;
-  const HostInputs plain = in.unquantized();
-  const ReferenceOutput ref = reference_decode(plain.problem, plain.args());
-  const Comparison q = compare_to_reference(in.problem, ref, in.out.view(), in.lse.view(), quantization_tolerance(in.problem));
+  const Comparison q = compare_to_unquantized(in);
   INFO("vs reference on the unquantized bf16 values: " << q.summary());
   CHECK(q.passed);
   CHECK(q.rel_l2_error > 0.0);  // the cache really was quantized

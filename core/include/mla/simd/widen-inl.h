@@ -31,17 +31,18 @@ inline void widen_to_f32(const void* src, DType dtype, int64_t count, float* HWY
   namespace hn = hwy::HWY_NAMESPACE;
   const hn::ScalableTag<float> df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t whole = count - count % N;  // whole vectors; the scalar tail has fewer than N
   int64_t i = 0;
   if (dtype == DType::bf16) {
     const hn::Rebind<hwy::bfloat16_t, decltype(df)> dh;
     const auto* s = static_cast<const hwy::bfloat16_t*>(src);
-    for (; i + N <= count; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, s + i)), df, dst + i);
+    for (; i < whole; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, s + i)), df, dst + i);
     const auto* bits = static_cast<const uint16_t*>(src);
     for (; i < count; ++i) dst[i] = bf16_to_float(bits[i]);
   } else if (dtype == DType::fp16) {
     const hn::Rebind<hwy::float16_t, decltype(df)> dh;
     const auto* s = static_cast<const hwy::float16_t*>(src);
-    for (; i + N <= count; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, s + i)), df, dst + i);
+    for (; i < whole; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, s + i)), df, dst + i);
     const auto* bits = static_cast<const uint16_t*>(src);
     for (; i < count; ++i) dst[i] = fp16_to_float(bits[i]);
   } else {
@@ -60,12 +61,13 @@ inline void fp8_e4m3_to_f32(const uint8_t* HWY_RESTRICT src, int64_t count, floa
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint8_t, decltype(df)> d8;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t whole = count - count % N;  // whole vectors; the scalar tail has fewer than N
   const auto k7f = hn::Set(du, 0x7fu), k80 = hn::Set(du, 0x80u), k8 = hn::Set(du, 8u);
   const auto rebias = hn::Set(du, 120u << 23);
   const auto sub_step = hn::Set(df, 0x1p-9f), vscale = hn::Set(df, scale);
   const auto nan = hn::Set(df, std::numeric_limits<float>::quiet_NaN());
   int64_t i = 0;
-  for (; i + N <= count; i += N) {
+  for (; i < whole; i += N) {
     const auto b = hn::PromoteTo(du, hn::LoadU(d8, src + i));
     const auto mag = hn::And(b, k7f);
     const auto normal = hn::BitCast(df, hn::Add(hn::ShiftLeft<20>(mag), rebias));
@@ -86,8 +88,9 @@ inline void int8_to_f32(const int8_t* HWY_RESTRICT src, int64_t count, const flo
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<int8_t, decltype(df)> d8;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t whole = count - count % N;  // whole vectors; the scalar tail has fewer than N
   int64_t i = 0;
-  for (; i + N <= count; i += N) {
+  for (; i < whole; i += N) {
     auto f = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, src + i)));
     if (scale) f = hn::Mul(f, hn::LoadU(df, scale + i));
     hn::StoreU(f, df, dst + i);
