@@ -55,7 +55,7 @@ def _loaded_file(lib, fallback):
 
 
 def _declare(lib):
-    P, S, I32, I64, SZ = C.c_void_p, C.c_size_t, C.c_int32, C.c_int64, C.c_size_t
+    P, S, I32, SZ = C.c_void_p, C.c_size_t, C.c_int32, C.c_size_t
     protos = {
         "mla_version": (I32, []),
         "mla_version_string": (C.c_char_p, []),
@@ -94,7 +94,6 @@ def _declare(lib):
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
-    del I64
 
 
 def lib():

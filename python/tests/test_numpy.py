@@ -107,6 +107,23 @@ class NumpyOnBackends(unittest.TestCase):
         self.assertTrue(plan.last_simulated)
         self.assertGreater(plan.last_seconds, 0)
 
+    def test_every_way_to_open_a_device(self):
+        import json
+        import pathlib
+        for backend, path in support.CONFIGS.items():
+            with self.subTest(backend=backend):
+                config = json.load(open(path))
+                for how in (path, pathlib.Path(path), config, json.dumps(config)):
+                    dev = mla.open_device(how)
+                    self.assertEqual((dev.backend, dev.name, dev.memory_space), (backend, config["name"], "host"))
+                    dev.synchronize()  # host backends: returns at once
+        self.assertEqual(mla.open_device().backend, "cpu")  # the embedded default
+        self.assertEqual({b.name for b in mla.backends() if b.available} >= {"cpu", "sim_tpu"}, True)
+        self.assertEqual(mla.version(), "0.1.0")
+        mla.set_log_level("warn")
+        with self.assertRaises(mla.InvalidArgumentError):
+            mla.set_log_level("loud")
+
     def test_bf16_helpers_round_trip(self):
         x = np.array([1.0, -2.5, 3.140625, np.inf, 0.0], dtype=np.float32)
         self.assertTrue(np.array_equal(mla.bf16_to_float32(mla.float32_to_bf16(x)), x))

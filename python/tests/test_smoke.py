@@ -26,6 +26,8 @@ print('OK', mla.version(), names, dev.backend, plan.kernel_name)
 def run(code, **env):
     full = dict(os.environ)
     full.update(env)
+    # The child runs in "/", so relative PYTHONPATH entries must become absolute.
+    full["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in full.get("PYTHONPATH", "").split(os.pathsep) if p)
     # cwd "/": `python -c` puts the working directory first on sys.path, and ctest runs in
     # the build's python/ folder, which holds a copy of the package.
     return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, cwd="/")
@@ -48,6 +50,19 @@ class Smoke(unittest.TestCase):
         pkg, found = r.stdout.splitlines()
         self.assertTrue(pkg.startswith(SOURCE_PACKAGE), pkg)
         self.assertEqual(found, f"{os.path.realpath(lib)} MLA_LIBRARY")
+
+    def test_loader_path(self):
+        # A copy of the package with no library near it finds libmla through LD_LIBRARY_PATH.
+        import shutil
+        import tempfile
+        import mla
+        lib = mla.library_path()
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(os.path.dirname(mla.__file__), os.path.join(tmp, "site", "mla"))
+            r = run("import mla; print(mla.library_path()); print(mla.library_source())",
+                    PYTHONPATH=os.path.join(tmp, "site"), MLA_LIBRARY="", LD_LIBRARY_PATH=os.path.dirname(lib))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), [lib, "loader path"])
 
 
 if __name__ == "__main__":
