@@ -61,6 +61,22 @@ def open_device(config=None):
     return Device(args.device)
 
 
+# Schedules made while a stream was capturing a CUDA graph and not handed to the caller (the
+# one run() makes for itself, the ones mla.flashmla keeps in its metadata): the graph replays
+# into their workspace, and its end cannot be seen from here, so they live as long as the process.
+_captured_schedules = []
+
+
+def capturing(gpu):
+    """True while torch's current stream on `gpu` is capturing a CUDA graph."""
+    torch = sys.modules.get("torch")
+    return gpu is not None and torch is not None and torch.cuda.is_current_stream_capturing()
+
+
+def keep_for_graph(schedule):
+    _captured_schedules.append(schedule)
+
+
 def _stream_handle(stream, gpu):
     """The cudaStream_t to pass: the given one, else torch's current stream on `gpu`."""
     if stream is not None:
@@ -352,6 +368,8 @@ class Plan:
         handle_stream = _stream_handle(stream, gpu)
         if schedule is None:
             schedule = self.schedule(cache_seqlens, stream=handle_stream)
+            if capturing(gpu):
+                keep_for_graph(schedule)
         elif not isinstance(schedule, Schedule) or schedule.plan is not self:
             raise InvalidArgumentError("schedule: must come from this plan's schedule()", self.backend)
         tensors = self._tensors(ops)

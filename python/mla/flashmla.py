@@ -26,9 +26,6 @@ _chosen = None          # the Device from use_device(), or None
 _default_devices = {}   # "cpu" or CUDA index -> Device
 _plans = OrderedDict()  # (device id, problem key) -> Plan, least recently used first
 _MAX_PLANS = 64
-# Schedules made while a stream was capturing a CUDA graph: the graph replays into their
-# workspace, so they must outlive any metadata object (and the graph, whose end we cannot see).
-_captured_schedules = []
 
 
 class FlashMLASchedMeta:
@@ -105,11 +102,6 @@ def _plan_for(device, q, k_cache, block_table, head_dim_v, softmax_scale, causal
     return plan
 
 
-def _capturing():
-    torch = sys.modules.get("torch")
-    return torch is not None and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
-
-
 def flash_mla_with_kvcache(q, k_cache, block_table, cache_seqlens, head_dim_v, tile_scheduler_metadata,
                            num_splits=None, softmax_scale=None, causal=False, is_fp8_kvcache=False, indices=None,
                            attn_sink=None, extra_k_cache=None, extra_indices_in_kvcache=None, topk_length=None,
@@ -154,9 +146,9 @@ def flash_mla_with_kvcache(q, k_cache, block_table, cache_seqlens, head_dim_v, t
         # First call of the step (or a new dtype/scale/head_dim_v with the same metadata):
         # partition the work for these lengths.
         schedule = plan.schedule(cache_seqlens)
-        if _capturing():
-            with _lock:
-                _captured_schedules.append(schedule)
+        if _device.capturing(getattr(q, "device", None) if getattr(q, "is_cuda", False) else None):
+            # The metadata object may be dropped while the captured graph is still replayed.
+            _device.keep_for_graph(schedule)
         meta.plan, meta.schedule = plan, schedule
         meta.config = config
         meta.have_initialized = True
