@@ -27,8 +27,10 @@ set_tests_properties(package.example_sim_tpu PROPERTIES FIXTURES_REQUIRED mla_in
   SKIP_RETURN_CODE 77)
 
 # Python users: the package cmake --install put under the prefix loads the library beside it,
-# with no MLA_LIBRARY (python/CMakeLists.txt sets MLA_PYTHON and MLA_INSTALL_PYTHONDIR).
-if(MLA_PYTHON)
+# with no MLA_LIBRARY (python/CMakeLists.txt sets MLA_PYTHON, MLA_INSTALL_PYTHONDIR and the
+# global property MLA_PYTHON_TESTS when it registers the Python tests).
+get_property(mla_python_tests GLOBAL PROPERTY MLA_PYTHON_TESTS)
+if(mla_python_tests)
   add_test(NAME python.installed
     COMMAND ${MLA_PYTHON} -c [=[
 import os, sys
