@@ -218,7 +218,7 @@ if has python; then
     echo "python: $(command -v "$PY") $("$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)' 2>&1)"
     readelf -d "$LIB" | grep -E 'NEEDED|RUNPATH|RPATH'
     echo "ldd: $(ldd "$LIB" | grep -E 'stdc|gcc_s' | tr -s ' \t' ' ')"
-    echo "libstdc++ runtime symbols libmla.so exports (0: linked in and hidden): $(nm -D --defined-only "$LIB" | grep -c '_ZNSo9_M_insert\|_ZNSt6locale')"
+    echo "libstdc++: $(readelf -d "$LIB" | grep -q 'libstdc++' && echo 'linked dynamically' || echo 'linked in (static)'), its runtime symbols exported: $(nm -D --defined-only "$LIB" | grep -c '_ZNSo9_M_insert\|_ZNSt6locale')"
   } > "$OUT/python_env.txt" 2>&1
   note "python: $LIB; $(head -2 "$OUT/python_env.txt" | tr '\n' ' ')"
   for t in gpu_cuda gpu_flashmla; do
