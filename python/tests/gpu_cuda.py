@@ -9,13 +9,14 @@ import unittest
 import torch
 
 import mla
-import support
+import gpu_support as support
 
 CONFIG = {"backend": "cuda", "name": "python gpu test"}
 
 
-def cuda_case(r, lens, s_q=1, h_q=128, dtype="bf16"):
-    return {k: v.cuda() for k, v in support.as_torch(support.latent_case(r, lens, s_q=s_q, h_q=h_q), dtype).items()}
+def cuda_case(gen, lens, s_q=1, h_q=128, dtype="bf16"):
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    return support.latent_case(gen, lens, s_q=s_q, h_q=h_q, dtype=dt)
 
 
 class CudaTensors(unittest.TestCase):
@@ -31,7 +32,7 @@ class CudaTensors(unittest.TestCase):
         result = plan.check(out, lse, **case)
         self.assertTrue(result.passed, result.summary)
         bad = out.clone()
-        support.corrupt_one_valid_output(bad, case["cache_seqlens"].cpu().numpy())
+        support.corrupt_one_valid_output(bad, case["cache_seqlens"].cpu())
         self.assertFalse(plan.check(bad, lse, **case).passed)
 
     def test_library_loads_in_a_fresh_pytorch_process(self):
@@ -47,7 +48,7 @@ class CudaTensors(unittest.TestCase):
         self.assertIn("OPENED", r.stdout)
 
     def test_bf16_fp16_against_reference(self):
-        r = support.rng()
+        r = support.generator()
         for dtype, s_q, causal, h_q in (("bf16", 1, False, 128), ("bf16", 2, True, 128), ("fp16", 1, False, 16),
                                         ("bf16", 1, False, 64)):
             with self.subTest(dtype=dtype, s_q=s_q, causal=causal, h_q=h_q):
@@ -60,7 +61,7 @@ class CudaTensors(unittest.TestCase):
                 self.check(plan, out, lse, case)
 
     def test_runs_on_the_current_stream(self):
-        r = support.rng()
+        r = support.generator()
         case = cuda_case(r, [300, 900])
         plan = self.dev.plan(q=case["q"], kv_cache=case["kv_cache"], block_table=case["block_table"])
         sched = plan.schedule(case["cache_seqlens"])
@@ -78,7 +79,7 @@ class CudaTensors(unittest.TestCase):
         self.check(plan, out, lse, case)
 
     def test_graph_capture_and_replay(self):
-        r = support.rng()
+        r = support.generator()
         case = cuda_case(r, [65, 1000, 0, 300], s_q=2)
         plan = self.dev.plan(q=case["q"], kv_cache=case["kv_cache"], block_table=case["block_table"], causal=True)
         # A schedule made and dropped before capture leaves a workspace in the plan's pool, so

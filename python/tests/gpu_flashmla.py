@@ -8,9 +8,8 @@ import unittest
 
 import torch
 
-import mla
 import mla.flashmla as fm
-import support
+import gpu_support as support
 
 
 def load_flashmla():
@@ -25,9 +24,9 @@ def load_flashmla():
         return None, f"{folder}: {e}"
 
 
-def case(r, lens, s_q=1, h_q=128):
-    c = support.as_torch(support.latent_case(r, lens, s_q=s_q, h_q=h_q), "bf16")
-    return [c[k].cuda() for k in ("q", "kv_cache", "block_table", "cache_seqlens")]
+def case(gen, lens, s_q=1, h_q=128):
+    c = support.latent_case(gen, lens, s_q=s_q, h_q=h_q)
+    return [c[k] for k in ("q", "kv_cache", "block_table", "cache_seqlens")]
 
 
 class FlashMLAOnGpu(unittest.TestCase):
@@ -41,7 +40,7 @@ class FlashMLAOnGpu(unittest.TestCase):
         if flash is None:
             # The stage reports this line; the comparison is the point of the stage, so fail.
             self.fail(f"FlashMLA's kernel is not importable ({where}); copy the gpu-bench folder to .gpu-bench")
-        r = support.rng()
+        r = support.generator()
         for s_q, causal, h_q in ((1, False, 128), (2, True, 128), (1, False, 16), (4, True, 32)):
             with self.subTest(s_q=s_q, causal=causal, h_q=h_q):
                 q, kv, bt, lens = case(r, [5, 64, 1000, 2500, 4097, 300, 128, 4000], s_q=s_q, h_q=h_q)
@@ -64,7 +63,7 @@ class FlashMLAOnGpu(unittest.TestCase):
                 self.assertTrue(meta.plan.check(out, lse, q=q, kv_cache=kv, block_table=bt, cache_seqlens=lens).passed)
 
     def test_flashmla_call_in_a_cuda_graph(self):
-        r = support.rng()
+        r = support.generator()
         q, kv, bt, lens = case(r, [500, 70, 2000])
         # Warm-up step outside the graph, as CUDA-graph users do (it also fills the plan's
         # workspace pool, so the schedule made during capture needs no allocation).
