@@ -19,7 +19,23 @@ def cuda_case(gen, lens, s_q=1, h_q=128, dtype="bf16"):
     return support.latent_case(gen, lens, s_q=s_q, h_q=h_q, dtype=dt)
 
 
-class CudaTensors(unittest.TestCase):
+class LibraryInPyTorch(unittest.TestCase):
+    """Runs first (classes run in name order), before any CUDA work in this process."""
+
+    def test_library_loads_in_a_fresh_pytorch_process(self):
+        # The failure this guards against was a segfault, so it runs in a child process: a
+        # crash becomes a failed test with the child's output instead of killing this one.
+        code = ("import torch; torch.zeros(1, device='cuda'); import mla; "
+                "d = mla.open_device({'backend': 'cuda'}); print('OPENED', d.name, mla.library_path()); "
+                "print(''.join(l for l in open('/proc/self/maps') if 'libstdc++' in l or 'libmla' in l))")
+        r = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True,
+                           env=dict(os.environ, LD_PRELOAD=""))
+        print(r.stdout[-3000:], r.stderr[-3000:])
+        self.assertEqual(r.returncode, 0, f"child exited {r.returncode}: {r.stderr[-2000:]}")
+        self.assertIn("OPENED", r.stdout)
+
+
+class TensorsOnCuda(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if not torch.cuda.is_available():
@@ -34,18 +50,6 @@ class CudaTensors(unittest.TestCase):
         bad = out.clone()
         support.corrupt_one_valid_output(bad, case["cache_seqlens"].cpu())
         self.assertFalse(plan.check(bad, lse, **case).passed)
-
-    def test_library_loads_in_a_fresh_pytorch_process(self):
-        # The failure this guards against was a segfault, so it runs in a child process: a
-        # crash becomes a failed test with the child's output instead of killing this one.
-        code = ("import torch; torch.zeros(1, device='cuda'); import mla; "
-                "d = mla.open_device({'backend': 'cuda'}); print('OPENED', d.name, mla.library_path()); "
-                "print(''.join(l for l in open('/proc/self/maps') if 'libstdc++' in l or 'libmla' in l))")
-        r = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True,
-                           env=dict(os.environ, LD_PRELOAD=""))
-        print(r.stdout[-3000:], r.stderr[-3000:])
-        self.assertEqual(r.returncode, 0, f"child exited {r.returncode}: {r.stderr[-2000:]}")
-        self.assertIn("OPENED", r.stdout)
 
     def test_bf16_fp16_against_reference(self):
         r = support.generator()
