@@ -51,6 +51,14 @@ class Smoke(unittest.TestCase):
         self.assertTrue(pkg.startswith(SOURCE_PACKAGE), pkg)
         self.assertEqual(found, f"{os.path.realpath(lib)} MLA_LIBRARY")
 
+    def test_versions_agree(self):
+        # The package, its pyproject.toml and the library are released together.
+        import re
+        import mla
+        pyproject = open(os.path.join(SOURCE_PACKAGE, "pyproject.toml")).read()
+        self.assertEqual(re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1), mla.__version__)
+        self.assertEqual(mla.version(), mla.__version__)
+
     def test_loader_path(self):
         # A copy of the package with no library near it finds libmla through LD_LIBRARY_PATH.
         import shutil
