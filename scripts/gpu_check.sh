@@ -230,6 +230,22 @@ if has python; then
     grep -E "rel L2 vs FlashMLA|^(FAIL|ERROR):|SKIPPED|Segmentation|Fatal Python" "$OUT/python_$t.log" | tee -a "$OUT/summary.txt"
     [ $rc -ne 0 ] && { STATUS=1; tail -40 "$OUT/python_$t.log"; }
   done
+  # Diagnosis of the libstdc++ choice (docs/python.md section 4): the same library linked the
+  # other way, loaded into a fresh PyTorch process. If the linked-in runtime loads and the
+  # dynamic one crashes, the cause and the fix are both confirmed. Informational: it does not
+  # change STATUS. The build folder is put back to AUTO afterwards.
+  resolved=$(grep -E '^MLA_STATIC_LIBSTDCXX_RESOLVED:' "$BUILD/CMakeCache.txt" | cut -d= -f2)
+  other=$([ "$resolved" = ON ] && echo OFF || echo ON)
+  if cmake -DMLA_STATIC_LIBSTDCXX=$other "$BUILD" > "$OUT/python_flip.log" 2>&1 &&
+     ninja -C "$BUILD" mla_shared >> "$OUT/python_flip.log" 2>&1; then
+    env -u LD_PRELOAD PYTHONPATH="$ROOT/python" MLA_LIBRARY="$LIB" MLA_SOURCE_DIR="$ROOT" PYTHONDONTWRITEBYTECODE=1 \
+      timeout 120 "$PY" "$ROOT/python/tests/run.py" gpu_cuda.LibraryInPyTorch torch >> "$OUT/python_flip.log" 2>&1
+    note "python diagnosis: libstdc++ ${resolved:-?} (as built) vs $other: loading in a fresh PyTorch process with $other gives rc $? ($(grep -cE 'Segmentation|Fatal Python' "$OUT/python_flip.log") crash lines; python_flip.log)"
+  else
+    note "python diagnosis: relinking with MLA_STATIC_LIBSTDCXX=$other failed (python_flip.log)"
+  fi
+  cmake -DMLA_STATIC_LIBSTDCXX=AUTO "$BUILD" >> "$OUT/python_flip.log" 2>&1 &&
+    ninja -C "$BUILD" mla_shared >> "$OUT/python_flip.log" 2>&1
 fi
 if has full; then
   start=$(date +%s)
