@@ -41,6 +41,9 @@ target_include_directories(mla_shared INTERFACE
 # The C++ headers (registry.hpp, config.hpp) include <nlohmann/json.hpp>; mla.h needs nothing.
 target_link_libraries(mla_shared INTERFACE nlohmann_json::nlohmann_json)
 target_compile_features(mla_shared INTERFACE cxx_std_20)
+# Which libstdc++ libmla.so carries (cmake/MlaCxxRuntime.cmake says why it matters).
+include(${PROJECT_SOURCE_DIR}/cmake/MlaCxxRuntime.cmake)
+mla_link_cxx_runtime(mla_shared)
 set_target_properties(mla_shared PROPERTIES
   OUTPUT_NAME mla
   EXPORT_NAME mla

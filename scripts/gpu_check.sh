@@ -4,7 +4,7 @@
 # replay, measures the copy and matmul ceilings and runs the ANCHORS.md benchmark table.
 #
 #   scripts/gpu_check.sh [STAGE...]      STAGE: env build sass hcheck check pcheck graph memcheck bench
-#                                        fp16 sbs full profile pbench stalls times
+#                                        fp16 sbs full profile pbench stalls times python
 #                                        (default: env build sass hcheck check pcheck graph memcheck bench)
 #     fp16:   the bench rows with --dtype bf16 then --dtype fp16 (the Hopper kernel in both types)
 #     sbs:    side by side with FlashMLA on the same inputs (needs .gpu-bench, see docs/backends/cuda.md)
@@ -18,6 +18,10 @@
 #     stalls: tensor-pipe, shared-memory bank, L2, DRAM utilisation and warp stall reasons
 #             (ncu metrics) of one decode launch per case in MLA_PROFILE_CASES
 #     times:  per-kernel durations (ncu gpu__time_duration) of the cases in MLA_PROFILE_CASES
+#     python: the Python package on the GPU (python/tests/gpu_*.py): CUDA tensors, torch's current
+#             stream, CUDA-graph capture/replay, mla.flashmla against FlashMLA's kernel (needs
+#             .gpu-bench), with the libmla.so of the build stage (the machine's default compiler)
+#             loaded into a PyTorch process without any LD_PRELOAD; MLA_GPU_PYTHON (default python3)
 #   environment: OUT (logs; default ./gpu_out), MLA_CHECK_CASES (grid cases, default 150),
 #                MLA_SBS_CASES (sbs case names, comma-separated; default all), MLA_ANCHOR_ARGS
 #                (extra flags of the full stage's mla bench --anchors, e.g. "--anchor-case 0"),
@@ -198,6 +202,50 @@ if has times; then
         "$BENCH" "$CONFIG" --case "$c" --iters 3 --warmup 0 > "$OUT/times_case$c.txt" 2>&1
     note "kernel times case $c (ncu, serialised): $(grep -E '^  [a-zA-Z_].*\(|gpu__time_duration' "$OUT/times_case$c.txt" | sed -E 's/\(CUtensorMap.*|\(mla::.*|, Context.*//' | tr -s ' ' | tail -8 | tr '\n' ' ')"
   done
+fi
+if has python; then
+  # Builds libmla.so here if the build stage did not run; no LD_PRELOAD anywhere in this stage:
+  # the package must work with the library as the default compiler built it.
+  if ! ls "$BUILD"/libmla.so* > /dev/null 2>&1; then
+    { cmake -S "$ROOT/backends/cuda/tools/standalone" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DMLA_CUDA_PORTABLE_ARCHS="${MLA_CUDA_ARCHS:-90-real}" && ninja -C "$BUILD" mla_shared; } > "$OUT/python_build.log" 2>&1 ||
+      { note "python: building libmla.so FAILED (tail of python_build.log follows)"; tail -30 "$OUT/python_build.log"; exit 1; }
+  fi
+  LIB=$(find "$BUILD" -maxdepth 1 -name 'libmla.so*' -type f | head -1)
+  PY=${MLA_GPU_PYTHON:-python3}
+  {
+    echo "compiler: $(grep -E '^CMAKE_CXX_COMPILER:' "$BUILD/CMakeCache.txt") / $(grep -E '^MLA_STATIC_LIBSTDCXX_RESOLVED:' "$BUILD/CMakeCache.txt")"
+    echo "python: $(command -v "$PY") $("$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)' 2>&1)"
+    readelf -d "$LIB" | grep -E 'NEEDED|RUNPATH|RPATH'
+    echo "ldd: $(ldd "$LIB" | grep -E 'stdc|gcc_s' | tr -s ' \t' ' ')"
+    echo "libstdc++: $(readelf -d "$LIB" | grep -q 'libstdc++' && echo 'linked dynamically' || echo 'linked in (static)'), its runtime symbols exported: $(nm -D --defined-only "$LIB" | grep -c '_ZNSo9_M_insert\|_ZNSt6locale')"
+  } > "$OUT/python_env.txt" 2>&1
+  note "python: $LIB; $(head -2 "$OUT/python_env.txt" | tr '\n' ' ')"
+  for t in gpu_cuda gpu_flashmla; do
+    env -u LD_PRELOAD PYTHONPATH="$ROOT/python" MLA_LIBRARY="$LIB" MLA_SOURCE_DIR="$ROOT" PYTHONDONTWRITEBYTECODE=1 \
+      timeout 300 "$PY" -X faulthandler "$ROOT/python/tests/run.py" "$t" torch > "$OUT/python_$t.log" 2>&1
+    rc=$?
+    # 77 (a missing import) counts as a failure here: this stage exists to run these tests.
+    note "python $t: rc $rc; $(grep -E '^(Ran|OK|FAILED)' "$OUT/python_$t.log" | tr '\n' ' ')"
+    grep -E "rel L2 vs FlashMLA|^(FAIL|ERROR):|SKIPPED|Segmentation|Fatal Python" "$OUT/python_$t.log" | tee -a "$OUT/summary.txt"
+    [ $rc -ne 0 ] && { STATUS=1; tail -40 "$OUT/python_$t.log"; }
+  done
+  # Diagnosis of the libstdc++ choice (docs/python.md section 4): the same library linked the
+  # other way, loaded into a fresh PyTorch process. If the linked-in runtime loads and the
+  # dynamic one crashes, the cause and the fix are both confirmed. Informational: it does not
+  # change STATUS. The build folder is put back to AUTO afterwards.
+  resolved=$(grep -E '^MLA_STATIC_LIBSTDCXX_RESOLVED:' "$BUILD/CMakeCache.txt" | cut -d= -f2)
+  other=$([ "$resolved" = ON ] && echo OFF || echo ON)
+  if cmake -DMLA_STATIC_LIBSTDCXX=$other "$BUILD" > "$OUT/python_flip.log" 2>&1 &&
+     ninja -C "$BUILD" mla_shared >> "$OUT/python_flip.log" 2>&1; then
+    env -u LD_PRELOAD PYTHONPATH="$ROOT/python" MLA_LIBRARY="$LIB" MLA_SOURCE_DIR="$ROOT" PYTHONDONTWRITEBYTECODE=1 \
+      timeout 120 "$PY" "$ROOT/python/tests/run.py" gpu_cuda.LibraryInPyTorch torch >> "$OUT/python_flip.log" 2>&1
+    note "python diagnosis: libstdc++ ${resolved:-?} (as built) vs $other: loading in a fresh PyTorch process with $other gives rc $? ($(grep -cE 'Segmentation|Fatal Python' "$OUT/python_flip.log") crash lines; python_flip.log)"
+  else
+    note "python diagnosis: relinking with MLA_STATIC_LIBSTDCXX=$other failed (python_flip.log)"
+  fi
+  cmake -DMLA_STATIC_LIBSTDCXX=AUTO "$BUILD" >> "$OUT/python_flip.log" 2>&1 &&
+    ninja -C "$BUILD" mla_shared >> "$OUT/python_flip.log" 2>&1
 fi
 if has full; then
   start=$(date +%s)

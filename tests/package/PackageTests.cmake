@@ -26,6 +26,29 @@ add_test(NAME package.example_sim_tpu
 set_tests_properties(package.example_sim_tpu PROPERTIES FIXTURES_REQUIRED mla_installed TIMEOUT 300
   SKIP_RETURN_CODE 77)
 
+# Python users: the package cmake --install put under the prefix loads the library beside it,
+# with no MLA_LIBRARY (python/CMakeLists.txt sets MLA_PYTHON, MLA_INSTALL_PYTHONDIR and the
+# global property MLA_PYTHON_TESTS when it registers the Python tests).
+get_property(mla_python_tests GLOBAL PROPERTY MLA_PYTHON_TESTS)
+if(mla_python_tests)
+  add_test(NAME python.installed
+    COMMAND ${MLA_PYTHON} -c [=[
+import os, sys
+import mla
+prefix = os.path.realpath(sys.argv[1])
+assert os.path.realpath(mla.__file__).startswith(prefix), mla.__file__
+assert mla.library_path().startswith(prefix), mla.library_path()
+assert mla.library_source() == "beside the package", mla.library_source()
+names = [b.name for b in mla.backends()]
+assert "cpu" in names, names
+print("installed package", mla.__file__, "loads", mla.library_path(), names)
+]=] ${MLA_PACKAGE_PREFIX})
+  set_tests_properties(python.installed PROPERTIES
+    ENVIRONMENT "PYTHONPATH=${MLA_PACKAGE_PREFIX}/${MLA_INSTALL_PYTHONDIR};PYTHONDONTWRITEBYTECODE=1"
+    ENVIRONMENT_MODIFICATION "MLA_LIBRARY=unset:"
+    FIXTURES_REQUIRED mla_installed TIMEOUT 60)
+endif()
+
 # pkg-config users: compile the example with nothing but `pkg-config --cflags --libs mla`.
 find_program(MLA_PKG_CONFIG pkg-config)
 find_program(MLA_C_COMPILER NAMES cc gcc clang)
