@@ -186,10 +186,19 @@ mla_tensor mla_tensor_contiguous(void* data, int32_t dtype, int32_t rank, const 
   return t;
 }
 
-void mla_problem_init(mla_problem* problem) {
+void mla_problem_init_sized(mla_problem* problem, size_t struct_size) {
   if (!problem) return;
-  *problem = from_problem(mla::Problem{});
-  problem->kv_format = MLA_KV_FORMAT_FROM_DTYPE;  // so a caller that sets only kv_dtype gets that format
+  mla_problem full = from_problem(mla::Problem{});
+  full.kv_format = MLA_KV_FORMAT_FROM_DTYPE;  // so a caller that sets only kv_dtype gets that format
+  // An older caller's struct is shorter: write only what it holds (the 0.1 struct ends at
+  // kv_scale_tile), and say so in its struct_size.
+  std::memcpy(problem, &full, struct_size < sizeof full ? struct_size : sizeof full);
+  if (struct_size >= sizeof problem->struct_size) problem->struct_size = struct_size;
+}
+
+// Parenthesised: the header's function-like macro of the same name does not apply here.
+void(mla_problem_init)(mla_problem* problem) {
+  mla_problem_init_sized(problem, MLA_C_API_V1_SIZE(mla_problem, kv_scale_tile));
 }
 
 mla_status* mla_device_supports(mla_supports_args* args) {

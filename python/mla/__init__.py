@@ -14,11 +14,11 @@ from ._lib import library_path, library_source
 from .errors import (BackendUnavailableError, DeviceError, Error, InternalError, InvalidArgumentError,
                      InvalidConfigError, IoError, LibraryNotFoundError, OutOfMemoryError, UnsupportedError)
 
-__version__ = "0.1.0"  # the package; mla.version() is the loaded library's
+__version__ = "0.2.0"  # the package; mla.version() is the loaded library's
 
 
 def version():
-    """The loaded library's version string ("0.1.0")."""
+    """The loaded library's version string ("0.2.0")."""
     from . import _lib
     return _lib.text(_lib.lib().mla_version_string())
 

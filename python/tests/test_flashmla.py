@@ -130,10 +130,11 @@ class FlashMLACompat(unittest.TestCase):
         with self.assertRaises(mla.InvalidArgumentError) as e:
             fm.flash_mla_with_kvcache(q, kv, bt.long(), lens, 512, fm.get_mla_metadata()[0])
         self.assertIn("block_table: expected int32", str(e.exception))
-        # A cache dtype other than q's: the library's own refusal, with its code and backend.
-        with self.assertRaises(mla.UnsupportedError) as e:
-            fm.flash_mla_with_kvcache(q, kv.half(), bt, lens, 512, fm.get_mla_metadata()[0], causal=True)
-        self.assertEqual((e.exception.code, e.exception.backend), (3, "cpu"))
+        # A cache dtype other than q's (FlashMLA refuses it): the cpu backend reads an fp16 cache
+        # with bf16 queries, and bf16 values are exact in fp16, so the result is the bf16 one.
+        same, _ = fm.flash_mla_with_kvcache(q, kv, bt, lens, 512, fm.get_mla_metadata()[0], causal=True)
+        mixed, _ = fm.flash_mla_with_kvcache(q, kv.half(), bt, lens, 512, fm.get_mla_metadata()[0], causal=True)
+        self.assertTrue(torch.allclose(mixed.float(), same.float(), atol=2e-2, rtol=2e-2))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstddef>
+#include <cstring>
+
 #include "c_api/c_api_support.hpp"
 #include "mla/compare.hpp"
 #include "mla/inputs.hpp"
@@ -231,4 +234,42 @@ TEST_CASE("c_api: handles may be freed in any order", "[c_api]") {
   CHECK(check(plan.get(), tensors).passed == 1);
   plan.reset();
   CHECK(!std::string(mla_schedule_describe(schedule.get())).empty());
+}
+
+TEST_CASE("c_api: a program built against the 0.1 header keeps working", "[c_api]") {
+  // The 0.1 mla_problem ends at kv_scale_tile; such a program calls the mla_problem_init
+  // symbol (not the header's macro) on a buffer of that size and passes that struct_size.
+  constexpr size_t v1_size = offsetof(mla_problem, kv_scale_tile) + sizeof(int32_t);
+  alignas(mla_problem) unsigned char buffer[sizeof(mla_problem) + 16];
+  std::memset(buffer, 0xab, sizeof buffer);
+  auto* problem = reinterpret_cast<mla_problem*>(buffer);
+  (mla_problem_init)(problem);  // the exported 0.1 entry point
+  for (size_t i = v1_size; i < sizeof buffer; ++i) CHECK(buffer[i] == 0xab);  // nothing past the 0.1 struct
+  CHECK(problem->struct_size == v1_size);
+  CHECK(problem->h_q == 128);
+  CHECK(problem->kv_dtype == MLA_DTYPE_BF16);
+
+  // It plans with the 0.1 fields (the junk past them is never read) and gets the bf16 cache.
+  DeviceHandle device(open_cpu_device_c());
+  problem->num_blocks = 4;
+  problem->max_blocks_per_seq = 4;
+  mla_plan_create_args args{};
+  args.struct_size = sizeof args;
+  args.device = device.get();
+  args.problem = problem;
+  Status status(mla_plan_create(&args));
+  INFO(describe(status));
+  REQUIRE(status == nullptr);
+  PlanHandle plan(args.plan);
+  mla_problem back;
+  mla_problem_init(&back);
+  REQUIRE(!Status(mla_plan_get_problem(plan.get(), &back)));
+  CHECK(back.kv_format == MLA_KV_FORMAT_BF16);
+
+  // The header's macro initialises the whole current struct.
+  mla_problem current;
+  std::memset(&current, 0xab, sizeof current);
+  mla_problem_init(&current);
+  CHECK(current.struct_size == sizeof(mla_problem));
+  CHECK(current.kv_format == MLA_KV_FORMAT_FROM_DTYPE);
 }

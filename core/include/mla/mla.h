@@ -283,8 +283,14 @@ typedef struct mla_problem {
 
 /* Sets struct_size and the defaults of mla::Problem: latent, b = 1, s_q = 1, h_q = 128,
  * h_kv = 1, d_c = 512, d_r = 64, d_nope = 128, d_vh = 128, page 64, bf16, not causal, kv_format
- * MLA_KV_FORMAT_FROM_DTYPE with kv_dtype bf16. */
+ * MLA_KV_FORMAT_FROM_DTYPE with kv_dtype bf16 — for a struct of `struct_size` bytes (the
+ * caller's sizeof(mla_problem)): nothing past it is written. */
+MLA_API void mla_problem_init_sized(mla_problem* problem, size_t struct_size);
+/* The 0.1 entry point, kept for programs built against 0.1 headers: the same for the 0.1
+ * struct (up to kv_scale_tile). Programs built against this header reach
+ * mla_problem_init_sized with their own struct size through the macro below. */
 MLA_API void mla_problem_init(mla_problem* problem);
+#define mla_problem_init(problem) mla_problem_init_sized((problem), sizeof(mla_problem))
 
 typedef struct mla_plan mla_plan;
 
