@@ -81,20 +81,16 @@ class Executor {
       }
   }
 
-  // Keys [n0, n0 + n) of KV head g, gathered through the block table into fp32 rows.
+  // Keys [n0, n0 + n) of KV head g, gathered through the block table into fp32 rows: every
+  // format through the tile math's Highway dequantization (plain formats are only widened).
   void load_keys(int32_t seq, int64_t g, int64_t n0, int64_t n, Scratch& s) {
     const int64_t d_qk = p_.d_qk();
-    if (p_.kv().scale != KvScaleKind::none) {  // quantized: dequantized by the format's traits
-      gather_keys_f32(p_, a_, seq, g, n0, n, s.kv.data());
-      return;
-    }
+    const auto* kv_scale = static_cast<const float*>(a_.kv_scale.data);
     const int32_t* blocks = a_.block_table.as<const int32_t>() + seq * a_.block_table.strides[0];
     for (int64_t j = 0; j < n; ++j) {
       const int64_t token = n0 + j;
-      const int64_t block = blocks[token / p_.page_size];
-      const int64_t off = block * a_.kv_cache.strides[0] + (token % p_.page_size) * a_.kv_cache.strides[1] +
-                          g * a_.kv_cache.strides[2];
-      convert_to_f32(element(a_.kv_cache, off), p_.kv().element, d_qk, &s.kv[static_cast<size_t>(j * d_qk)]);
+      math_.dequantize_token(kv_token(a_.kv_cache, blocks[token / p_.page_size], token % p_.page_size, g), p_.kv_format,
+                             kv_scale, p_.d_c, p_.d_r, &s.kv[static_cast<size_t>(j * d_qk)]);
     }
   }
 

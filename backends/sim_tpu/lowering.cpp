@@ -38,6 +38,8 @@ class ChipLowering {
                                                    : core.bdc_fp32_tflops;
     flops_per_ns_ = tflops * 1e3;
     vector_ops_per_ns_ = core.vector_gops;
+    dequant_values_per_ns_ = core.dequant_values_per_ns;
+    scale_kind_ = p.kv().scale;
     bdc_overhead_ns_ = core.bdc_command_overhead_cycles / c.chip.clock_ghz;
     buffers_ = t_.double_buffer ? 2 : 1;
 
@@ -148,6 +150,14 @@ class ChipLowering {
     return (w.head_begin + w.head_count - 1) / group - w.head_begin / group + 1;
   }
 
+  // fp8_ds_mla: the BDC's vector unit turns a tile's fp8 values (times their per-token group
+  // scales) and rope into a compute-dtype staging tile, which the matmuls read; the tile's
+  // LMEM slot is free again once this is done. One staging tile suffices: the BDC runs in order.
+  int32_t dequant(CoreState& s, int32_t seq, double values, int32_t after) {
+    const double ns = values / dequant_values_per_ns_ + bdc_overhead_ns_;
+    return emit(s.bdc, Op::dequant_tile, MemoryKind::lmem, MemoryKind::lmem, seq, 0, ns, 0, {after});
+  }
+
   // Absorb projections: resident weights wait for their one load; streamed weights come one head
   // at a time through the weight ring, each load waiting for the projection that used its slot.
   int32_t projection(CoreState& s, Op op, int32_t seq, int64_t heads, double head_weight_bytes, double head_flops,
@@ -195,10 +205,17 @@ class ChipLowering {
                        n * static_cast<double>(kv_heads(w)) * kv_token_bytes_, {chunk.sdma},
                        &s.kv_tiles.users[slot]);
       flush_store(s);  // the previous item's output leaves once this item's first load is queued
-      const double vector_ops = static_cast<double>(rows) * (n * kVectorOpsPerScore + p_.d_v() * kVectorOpsPerAccum);
+      int32_t tile_ready = last_load;
+      if (scale_kind_ == KvScaleKind::in_token) {
+        tile_ready = dequant(s, w.seq, n * static_cast<double>(kv_heads(w) * p_.d_qk()), last_load);
+        s.kv_tiles.users[slot] = {tile_ready};
+      }
+      double vector_ops = static_cast<double>(rows) * (n * kVectorOpsPerScore + p_.d_v() * kVectorOpsPerAccum);
+      // A per-channel kv_scale is folded into the item's query rows once, before its first tile.
+      if (scale_kind_ == KvScaleKind::per_channel && n0 == w.begin) vector_ops += static_cast<double>(rows * p_.d_qk());
       int32_t attend = bdc(s, Op::attend_tile, w.seq, 2.0 * rows * n * width, 2.0 * padded * n * width, vector_ops,
-                           {last_load, s.query_ready});
-      s.kv_tiles.users[slot] = {attend};
+                           {tile_ready, s.query_ready});
+      if (scale_kind_ != KvScaleKind::in_token) s.kv_tiles.users[slot] = {attend};
     }
     if (last_load >= 0) ring_readers.push_back(last_load);
   }
@@ -209,7 +226,10 @@ class ChipLowering {
     const int64_t rows = heads * p_.s_q;
     flush_store(s);
     const size_t out_slot = s.outputs.take();
-    int32_t fin = bdc(s, Op::finalize, seq, 0, 0, static_cast<double>(rows * p_.d_v()), {s.query_ready},
+    // A per-channel kv_scale is folded into the final output (a per-tensor one costs nothing:
+    // it joins the softmax scale and the 1 / sum here). Partials stay unscaled until merged.
+    const int64_t fold = scale_kind_ == KvScaleKind::per_channel && !partial ? rows * p_.d_v() : 0;
+    int32_t fin = bdc(s, Op::finalize, seq, 0, 0, static_cast<double>(rows * p_.d_v() + fold), {s.query_ready},
                       &s.outputs.users[out_slot]);
     if (absorb && !partial)
       fin = projection(s, Op::finalize, seq, heads, static_cast<double>(p_.d_c * p_.d_vh) * esize_,
@@ -376,6 +396,8 @@ class ChipLowering {
   std::vector<int32_t> item_chunks_done_;
   std::vector<int32_t> slot_store_;
   double esize_ = 2, kv_token_bytes_ = 1152, flops_per_ns_ = 1, vector_ops_per_ns_ = 1, bdc_overhead_ns_ = 0;
+  double dequant_values_per_ns_ = 1;
+  KvScaleKind scale_kind_ = KvScaleKind::none;
   int64_t buffers_ = 2;
   int64_t sdma_issued_ = 0;
 };

@@ -97,6 +97,8 @@ int64_t lmem_bytes_needed(const Problem& p, const SimConfig& c, Strategy strateg
     bytes += buffers * rows * p.d_qk() * 4;                                    // fp32 query rows
     if (absorb) bytes += buffers * rows * (p.d_nope + p.d_r) * esize;         // q_nope, q_rope staging
     bytes += buffers * tile * kv_heads_spanned(p, r) * kv_token;   // KV tiles
+    if (p.kv().scale == KvScaleKind::in_token)                              // one dequantized staging tile
+      bytes += tile * kv_heads_spanned(p, r) * p.d_qk() * esize;
     bytes += rows * tile * 4;                                                 // scores / probabilities
     bytes += rows * (p.d_v() + 2) * 4;                                        // accumulator, max, sum
     bytes += buffers * rows * (p.out_width() * esize + 4);                    // output and lse

@@ -28,6 +28,7 @@ const char* op_name(Op op) {
     case Op::load_query: return "load_query";
     case Op::load_weights: return "load_weights";
     case Op::project_query: return "project_query";
+    case Op::dequant_tile: return "dequant_tile";
     case Op::attend_tile: return "attend_tile";
     case Op::finalize: return "finalize";
     case Op::store_output: return "store_output";

@@ -22,6 +22,7 @@ enum class Op : uint8_t {
   load_query,      // GDMA: DDR -> LMEM
   load_weights,    // GDMA: DDR -> LMEM (absorb)
   project_query,   // BDC: q_nope @ w_uk (absorb)
+  dequant_tile,    // BDC (vector unit): a quantized KV tile to the compute dtype (fp8_ds_mla)
   attend_tile,     // BDC: scores, online softmax, P @ V for one KV tile
   finalize,        // BDC: normalise (and o_latent @ w_uv in absorb)
   store_output,    // GDMA: LMEM -> DDR

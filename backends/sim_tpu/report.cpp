@@ -25,6 +25,7 @@ StepTotals step_totals(const StepModel& model) {
     t.chips_busy += chip.copies;
     t.commands += static_cast<int64_t>(chip.program.commands.size());
     for (const Command& c : chip.program.commands) {
+      if (c.op == Op::dequant_tile) t.dequant_ns += c.fixed_ns * k;
       t.bytes_read[static_cast<size_t>(c.src)] += c.bytes * k;
       t.bytes_written[static_cast<size_t>(c.dst)] += c.bytes * k;
       t.flops += c.flops * k;
@@ -62,6 +63,11 @@ std::string make_report(const Problem& p, const SimConfig& c, const StepModel& m
   j["lmem_bytes_per_core"] = c.chip.core.local_memory_bytes;
   j["l2_bytes_used_per_chip"] = tiling.l2_bytes_used;
   j["l2_bytes_per_chip"] = c.chip.l2.bytes;
+  j["kv_format"] = kv_format_name(p.kv_format);
+  j["kv_token_bytes"] = kv_token_bytes(p.kv_format, p.d_c, p.d_r);
+  const double bdc_instances = t.instances[static_cast<size_t>(EngineKind::bdc)];
+  const double dequant_per_core = bdc_instances > 0 ? t.dequant_ns / bdc_instances : 0;
+  j["dequant_s_per_core"] = dequant_per_core * 1e-9;
   j["chips_busy"] = t.chips_busy;
   j["chips_total"] = c.topology.cards * c.topology.chips_per_card;
   j["chips_simulated"] = m.chips.size();
@@ -121,6 +127,14 @@ std::string make_report(const Problem& p, const SimConfig& c, const StepModel& m
   summary.push_back(format("achieved: DDR %.1f GB/s per chip (%.1f%% of peak), BDC %.2f TFLOP/s", ddr_gbps_per_chip,
                            100 * ddr_gbps_per_chip / c.chip.ddr.bandwidth_gbps, tflops) +
                     format(" (%.1f%% of %.1f TFLOP/s peak of the busy chips)", peak_tflops > 0 ? 100 * tflops / peak_tflops : 0, peak_tflops));
+  if (is_quantized(p.kv_format)) {
+    const double bdc_busy = bdc_instances > 0 ? t.busy_ns[static_cast<size_t>(EngineKind::bdc)] / bdc_instances : 0;
+    summary.push_back(std::string("kv cache: ") + kv_format_name(p.kv_format) + ", " +
+                      std::to_string(kv_token_bytes(p.kv_format, p.d_c, p.d_r)) + " bytes per token; " +
+                      (t.dequant_ns > 0 ? format("BDC dequant_tile %.2f us per core (%.1f%% of its busy time)", dequant_per_core * 1e-3,
+                                                 bdc_busy > 0 ? 100 * dequant_per_core / bdc_busy : 0)
+                                        : std::string("scales folded into q and out, no per-key dequantization")));
+  }
   summary.push_back(format("memory use: LMEM %.0f of %.0f bytes per core, L2 %.0f", static_cast<double>(tiling.lmem_bytes_used),
                            static_cast<double>(c.chip.core.local_memory_bytes), static_cast<double>(tiling.l2_bytes_used)) +
                     format(" of %.0f bytes per chip", static_cast<double>(c.chip.l2.bytes)));

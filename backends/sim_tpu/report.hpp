@@ -18,6 +18,7 @@ struct StepTotals {
   std::array<double, 3> busy_ns{};                   // by EngineKind, summed over engine instances
   std::array<double, 3> instances{};                 // engine instances of each kind
   double flops = 0;                                  // useful matrix FLOPs
+  double dequant_ns = 0;                             // BDC time in dequant_tile commands, summed over cores
   int64_t chips_busy = 0;
   int64_t commands = 0;                              // over the simulated chips
 };

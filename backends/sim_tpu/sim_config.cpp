@@ -53,6 +53,8 @@ SimConfig parse_sim_config(ConfigReader& root) {
     m.bdc_fp32_tflops = core.number("bdc_fp32_tflops", m.bdc_bf16_tflops / 4, 1e-6, kBig);
     m.bdc_row_granularity = core.integer("bdc_row_granularity", 1, 1, 4096);
     m.vector_gops = core.required_number("vector_gops", 1e-6, kBig);
+    m.dequant_values_per_ns =
+        core.number("dequant_values_per_ns", m.vector_gops / kVectorOpsPerDequantValue, 1e-6, kBig);
     m.bdc_command_overhead_cycles = core.number("bdc_command_overhead_cycles", 0, 0, 1e9);
     core.finish();
   }

@@ -29,6 +29,10 @@ struct DmaEngine {
   double command_overhead_ns = 0;    // per descriptor (a paged gather has one per page)
 };
 
+// Vector ops per KV value the BDC dequantizes (fp8 -> compute dtype, then times its group's
+// scale): what turns vector_gops into the default dequantization throughput.
+inline constexpr double kVectorOpsPerDequantValue = 2;
+
 struct CoreModel {
   int64_t local_memory_bytes = 0;    // LMEM
   double bdc_bf16_tflops = 0;        // matrix throughput per dtype
@@ -36,6 +40,9 @@ struct CoreModel {
   double bdc_fp32_tflops = 0;
   int64_t bdc_row_granularity = 1;   // matrix rows are padded up to a multiple of this
   double vector_gops = 0;            // exp / max / scale work, elementwise ops per ns * 1e9
+  // KV values the BDC's vector unit dequantizes per ns (fp8_ds_mla tiles, before the matmuls);
+  // default vector_gops / kVectorOpsPerDequantValue.
+  double dequant_values_per_ns = 0;
   double bdc_command_overhead_cycles = 0;
 };
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "mla/dtype.hpp"
+#include "mla/kv_format.hpp"
 
 namespace mla::sim_tpu {
 
@@ -19,6 +20,10 @@ struct TileMath {
   void (*project)(const float* x, int depth, const void* w, int64_t ldw, DType dtype, int width, float* dst, float* row);
   // n elements of a float tensor (bf16 / fp16 / fp32) to fp32.
   void (*widen)(const void* src, DType dtype, int64_t n, float* dst);
+  // One KV token of any format (d_c + d_r values) to fp32, every scale applied: the Highway
+  // dequantization of mla/simd/widen-inl.h, equal to the format traits' scalar definition.
+  void (*dequantize_token)(const void* token, KvFormat format, const float* kv_scale, int64_t d_c, int64_t d_r,
+                           float* dst);
   const char* target;  // the Highway target these were compiled for ("AVX3", "AVX2", "NEON", ...)
 };
 

@@ -192,10 +192,16 @@ void Project(const float* x, int depth, const void* w, int64_t ldw, DType dtype,
   }
 }
 
+// The executor keeps the per-tensor / per-channel kv_scale in the dequantized keys (the timing
+// model folds it into q and out instead: the same product, rounded once more in fp32).
+void DequantizeToken(const void* token, KvFormat format, const float* kv_scale, int64_t d_c, int64_t d_r, float* dst) {
+  mla::HWY_NAMESPACE::dequantize_token_f32(token, format, kv_scale, d_c, d_r, /*apply_scales=*/true, dst);
+}
+
 }  // namespace
 
 const TileMath* Table() {
-  static const TileMath math{&Scores, &Accumulate, &Project, &widen_to_f32, hwy::TargetName(HWY_TARGET)};
+  static const TileMath math{&Scores, &Accumulate, &Project, &widen_to_f32, &DequantizeToken, hwy::TargetName(HWY_TARGET)};
   return &math;
 }
 

@@ -76,6 +76,11 @@ inline mla::HostInputs timing_inputs(mla::Problem p, const std::vector<int32_t>&
     in.w_uv = mla::HostTensor(p.dtype, {h, p.d_c, p.d_vh});
   }
   in.kv_cache = mla::HostTensor(p.kv().element, {p.num_blocks, p.page_size, p.h_kv, p.kv_token_elements()});
+  const std::vector<int64_t> scale_shape = mla::kv_scale_shape(p.kv_format, p.d_c, p.d_r);
+  if (!scale_shape.empty()) {
+    in.kv_scale = mla::HostTensor(mla::DType::fp32, scale_shape);
+    std::fill_n(in.kv_scale.as<float>(), in.kv_scale.view().numel(), 1.0f);
+  }
   in.block_table = mla::HostTensor(mla::DType::int32, {b, p.max_blocks_per_seq});
   int32_t next = 0;
   for (int64_t i = 0; i < b; ++i)
