@@ -9,10 +9,13 @@ A pure-Python layer over libmla.so's C ABI (ctypes). mla.flashmla is a drop-in f
 dense decode API. docs/python.md has the whole story.
 """
 from ._bf16 import bf16_to_float32, float32_to_bf16
-from ._device import BackendInfo, CheckResult, Device, Plan, Schedule, backends, open_device
+from ._abi import KV_FORMATS as _KV_FORMATS
+from ._device import BackendInfo, CheckResult, Device, Plan, Schedule, Support, backends, open_device, write_kv
 from ._lib import library_path, library_source
 from .errors import (BackendUnavailableError, DeviceError, Error, InternalError, InvalidArgumentError,
                      InvalidConfigError, IoError, LibraryNotFoundError, OutOfMemoryError, UnsupportedError)
+
+KV_FORMATS = tuple(_KV_FORMATS)  # the names kv_format takes: bf16, fp16, fp32, fp8_e4m3, fp8_ds_mla, int8
 
 __version__ = "0.2.0"  # the package; mla.version() is the loaded library's
 
@@ -29,7 +32,8 @@ def set_log_level(level):
     _lib.check(_lib.lib().mla_set_log_level(str(level).encode()))
 
 
-__all__ = ["BackendInfo", "CheckResult", "Device", "Plan", "Schedule", "backends", "open_device",
+__all__ = ["BackendInfo", "CheckResult", "Device", "Plan", "Schedule", "Support", "backends", "open_device",
+           "write_kv", "KV_FORMATS",
            "library_path", "library_source", "version", "set_log_level", "bf16_to_float32", "float32_to_bf16",
            "Error", "InvalidArgumentError", "InvalidConfigError", "UnsupportedError", "BackendUnavailableError",
            "OutOfMemoryError", "DeviceError", "IoError", "InternalError", "LibraryNotFoundError"]

@@ -28,8 +28,34 @@ DTYPE_INT8 = 4
 DTYPE_INT32 = 5
 DTYPE_INT64 = 6
 DTYPE_FP64 = 7
+DTYPE_UINT8 = 8  # raw bytes: the fp8_ds_mla cache
 DTYPE_NAMES = {DTYPE_BF16: "bf16", DTYPE_FP16: "fp16", DTYPE_FP32: "fp32", DTYPE_FP8_E4M3: "fp8_e4m3",
-               DTYPE_INT8: "int8", DTYPE_INT32: "int32", DTYPE_INT64: "int64", DTYPE_FP64: "fp64"}
+               DTYPE_INT8: "int8", DTYPE_INT32: "int32", DTYPE_INT64: "int64", DTYPE_FP64: "fp64",
+               DTYPE_UINT8: "uint8"}
+
+# mla_kv_format (0: take the older kv_dtype field)
+KV_FORMAT_FROM_DTYPE = 0
+KV_FORMATS = {"bf16": 1, "fp16": 2, "fp32": 3, "fp8_e4m3": 4, "fp8_ds_mla": 5, "int8": 6}
+KV_FORMAT_NAMES = {code: name for name, code in KV_FORMATS.items()}
+# The kv_cache element dtype of each format (each format has its own, so a cache names its format).
+KV_FORMAT_ELEMENT = {1: DTYPE_BF16, 2: DTYPE_FP16, 3: DTYPE_FP32, 4: DTYPE_FP8_E4M3, 5: DTYPE_UINT8, 6: DTYPE_INT8}
+KV_SCALE_GROUP = 128  # latent values per in-token scale of fp8_ds_mla
+
+
+def kv_token_elements(kv_format, d_c, d_r):
+    """The kv_cache's last dimension for a format: d_c + d_r, or fp8_ds_mla's packed bytes."""
+    if kv_format == KV_FORMATS["fp8_ds_mla"]:
+        return d_c + 4 * (d_c // KV_SCALE_GROUP) + 2 * d_r
+    return d_c + d_r
+
+
+def kv_scale_shape(kv_format, d_c, d_r):
+    """The kv_scale operand's shape, or None when the format has none."""
+    if kv_format == KV_FORMATS["fp8_e4m3"]:
+        return (1,)
+    if kv_format == KV_FORMATS["int8"]:
+        return (d_c + d_r,)
+    return None
 
 # mla_memory_space
 MEMORY_HOST = 0
@@ -74,7 +100,7 @@ class DeviceOpenArgs(C.Structure):
 # The operands of one call, in mla.h's order. Kept as a list because Tensors is built from it
 # and the package walks it to fill and check operands.
 TENSOR_FIELDS = ["q", "q_nope", "q_rope", "w_uk", "w_uv", "kv_cache", "block_table", "cache_seqlens",
-                 "out", "lse"]
+                 "out", "lse", "kv_scale"]
 
 
 class Tensors(C.Structure):
@@ -102,6 +128,35 @@ class Problem(C.Structure):
         ("kv_dtype", C.c_int32),
         ("kv_scaling", C.c_int32),
         ("kv_scale_tile", C.c_int32),
+        ("kv_format", C.c_int32),
+    ]
+
+
+class SupportsArgs(C.Structure):
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("device", C.c_void_p),
+        ("problem", C.POINTER(Problem)),
+        ("supported", C.c_int32),
+        ("code", C.c_int32),
+        ("reason", C.c_void_p),  # caller buffer
+        ("reason_capacity", C.c_size_t),
+        ("reason_size", C.c_size_t),
+    ]
+
+
+class WriteKvArgs(C.Structure):
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("device", C.c_void_p),
+        ("kv_format", C.c_int32),
+        ("kv_c", Tensor),
+        ("k_pe", Tensor),
+        ("slot_mapping", Tensor),
+        ("kv_cache", Tensor),
+        ("kv_scale", Tensor),
+        ("stream", C.c_void_p),
+        ("validate_slots", C.c_int32),
     ]
 
 

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 
 from . import _abi, _lib
-from ._tensors import Operand, check_placement, dtype_code, dtype_name, empty_like_kind
+from ._tensors import BF16_BITS, Operand, check_placement, dtype_code, dtype_name, empty_like_kind
 from .errors import InvalidArgumentError
 
 _PROBLEM_INTS = ("batch", "s_q", "h_q", "h_kv", "d_c", "d_r", "d_nope", "d_vh", "page_size", "num_blocks",
@@ -118,21 +118,47 @@ class Device:
             gpu = sys.modules["torch"].cuda.current_device()
         _lib.check(_lib.lib().mla_device_synchronize(self._handle, _stream_handle(stream, gpu)), self.backend)
 
-    def plan(self, q=None, kv_cache=None, block_table=None, *, q_nope=None, q_rope=None, w_uk=None, w_uv=None,
-             causal=False, softmax_scale=None, dtype=None, kv_dtype=None, variant=None, head_dim_v=None,
-             **fields):
+    def plan(self, q=None, kv_cache=None, block_table=None, **kwargs):
         """A plan for one problem shape. Shapes come from the tensors given (q or q_nope/q_rope/
         w_uk/w_uv, kv_cache, block_table; anything with .shape and .dtype) and from keyword
         fields (batch, s_q, h_q, h_kv, d_c, d_r, d_nope, d_vh, page_size, num_blocks,
         max_blocks_per_seq); a field given both ways must agree. head_dim_v is FlashMLA's name
         for d_c (latent). dtype/kv_dtype: "bf16", "fp16", "fp32" or a NumPy/torch dtype; by
-        default those of q (q_nope) and kv_cache. NumPy bf16 needs dtype="bf16" (uint16 bits)."""
+        default those of q (q_nope) and kv_cache. NumPy bf16 needs dtype="bf16" (uint16 bits).
+        kv_format: "bf16", "fp16", "fp32", "fp8_e4m3", "fp8_ds_mla" or "int8"; by default the
+        one kv_cache's dtype names (torch float8_e4m3fn, int8, uint8 = fp8_ds_mla), else the
+        plain format of kv_dtype. An fp8_e4m3 cache held as uint8 bits (NumPy has no fp8)
+        needs kv_format="fp8_e4m3"."""
+        p = self._problem(q, kv_cache, block_table, **kwargs)
+        args = _abi.new(_abi.PlanCreateArgs)
+        args.device = self._handle
+        args.problem = C.pointer(p)
+        _lib.check(_lib.lib().mla_plan_create(C.byref(args)), self.backend)
+        return Plan(self, args.plan)
+
+    def supports(self, q=None, kv_cache=None, block_table=None, **kwargs):
+        """Whether plan() with the same arguments would succeed, without making a plan:
+        a Support (truthy when supported) with the library's code and reason otherwise."""
+        p = self._problem(q, kv_cache, block_table, **kwargs)
+        buf = C.create_string_buffer(1024)
+        args = _abi.new(_abi.SupportsArgs)
+        args.device = self._handle
+        args.problem = C.pointer(p)
+        args.reason = C.cast(buf, C.c_void_p)
+        args.reason_capacity = len(buf)
+        _lib.check(_lib.lib().mla_device_supports(C.byref(args)), self.backend)
+        return Support(bool(args.supported), int(args.code), buf.value.decode("utf-8", "replace"))
+
+    def _problem(self, q=None, kv_cache=None, block_table=None, *, q_nope=None, q_rope=None, w_uk=None, w_uv=None,
+                 causal=False, softmax_scale=None, dtype=None, kv_dtype=None, kv_format=None, variant=None,
+                 head_dim_v=None, **fields):
         unknown = set(fields) - set(_PROBLEM_INTS)
         if unknown:
             raise InvalidArgumentError(f"plan: unknown field(s) {sorted(unknown)}; known: {list(_PROBLEM_INTS)}",
                                        self.backend)
         p = _abi.Problem()
-        _lib.lib().mla_problem_init(C.byref(p))
+        _lib.lib().mla_problem_init_sized(C.byref(p), C.sizeof(p))
+        p.kv_format = _kv_format_code(kv_format, kv_cache)
         absorb = variant == "absorb" or variant == _abi.VARIANT_ABSORB or any(
             t is not None for t in (q_nope, q_rope, w_uk, w_uv))
         if variant not in (None, "latent", "absorb", _abi.VARIANT_LATENT, _abi.VARIANT_ABSORB):
@@ -193,8 +219,10 @@ class Device:
         if bs:
             take("batch", bs[0], "block_table")
             take("max_blocks_per_seq", bs[1], "block_table")
-        # The row width d_qk = d_c + d_r splits by whichever side is known (d_r defaults to 64).
-        for name, width in (("q", qs[3] if qs else None), ("kv_cache", ks[3] if ks else None)):
+        # The row width d_qk = d_c + d_r splits by whichever side is known (d_r defaults to 64);
+        # a packed fp8_ds_mla token is not d_qk wide, so only q says it then.
+        packed = p.kv_format == _abi.KV_FORMATS["fp8_ds_mla"]
+        for name, width in (("q", qs[3] if qs else None), ("kv_cache", ks[3] if ks and not packed else None)):
             if width is None:
                 continue
             if "d_c" in derived:
@@ -221,11 +249,30 @@ class Device:
                 kv_cache.dtype, "kv_cache")
         else:
             p.kv_dtype = p.dtype
-        args = _abi.new(_abi.PlanCreateArgs)
-        args.device = self._handle
-        args.problem = C.pointer(p)
-        _lib.check(_lib.lib().mla_plan_create(C.byref(args)), self.backend)
-        return Plan(self, args.plan)
+        return p
+
+
+def _kv_format_code(kv_format, kv_cache):
+    """The mla_kv_format of a plan: the name given, or the one the cache's dtype names, or 0
+    (the plain format of kv_dtype)."""
+    if kv_format is not None:
+        if kv_format not in _abi.KV_FORMATS:
+            raise InvalidArgumentError(f"kv_format: expected one of {', '.join(_abi.KV_FORMATS)}, got {kv_format!r}")
+        return _abi.KV_FORMATS[kv_format]
+    kd = str(getattr(kv_cache, "dtype", "")).replace("torch.", "")
+    return {"float8_e4m3fn": _abi.KV_FORMATS["fp8_e4m3"], "int8": _abi.KV_FORMATS["int8"],
+            "uint8": _abi.KV_FORMATS["fp8_ds_mla"]}.get(kd, _abi.KV_FORMAT_FROM_DTYPE)
+
+
+@dataclass(frozen=True)
+class Support:
+    """Device.supports' answer: truthy when plan() would succeed; else the code and reason."""
+    supported: bool
+    code: int
+    reason: str
+
+    def __bool__(self):
+        return self.supported
 
 
 @dataclass(frozen=True)
@@ -255,13 +302,14 @@ class Plan:
         self.explain = _lib.text(L.mla_plan_explain(self._handle))
         self.workspace_bytes = int(L.mla_plan_workspace_bytes(self._handle))
         p = _abi.new(_abi.Problem)
-        _lib.check(L.mla_plan_get_problem(self._handle, C.byref(p)), self.backend)
+        _lib.check(L.mla_plan_get_problem(self._handle, C.byref(p)), self.backend)  # kv_dtype: the cache element
         self._problem = p
         self.problem = {f: getattr(p, f) for f, _ in _abi.Problem._fields_ if f != "struct_size"}
         self.problem["variant"] = "absorb" if p.variant == _abi.VARIANT_ABSORB else "latent"
         self.problem["causal"] = bool(p.causal)
         self.problem["dtype"] = dtype_name(p.dtype)
         self.problem["kv_dtype"] = dtype_name(p.kv_dtype)
+        self.problem["kv_format"] = _abi.KV_FORMAT_NAMES.get(p.kv_format, str(p.kv_format))
         self._space = _abi.MEMORY_DEVICE if device.memory_space == "device" else _abi.MEMORY_HOST
         self._free = L.mla_plan_free
         # What the last run() reported: simulated or measured seconds (None when the backend
@@ -282,11 +330,14 @@ class Plan:
         p = self._problem
         d_qk = p.d_c + p.d_r
         shapes = {
-            "kv_cache": (p.kv_dtype, (p.num_blocks, p.page_size, p.h_kv, d_qk)),
+            "kv_cache": (p.kv_dtype, (p.num_blocks, p.page_size, p.h_kv, _abi.kv_token_elements(p.kv_format, p.d_c, p.d_r))),
             "block_table": (_abi.DTYPE_INT32, (p.batch, p.max_blocks_per_seq)),
             "cache_seqlens": (_abi.DTYPE_INT32, (p.batch,)),
             "lse": (_abi.DTYPE_FP32, (p.batch, p.h_q, p.s_q)),
         }
+        scale = _abi.kv_scale_shape(p.kv_format, p.d_c, p.d_r)
+        if scale:
+            shapes["kv_scale"] = (_abi.DTYPE_FP32, scale)
         if p.variant == _abi.VARIANT_ABSORB:
             shapes["q_nope"] = (p.dtype, (p.batch, p.s_q, p.h_q, p.d_nope))
             shapes["q_rope"] = (p.dtype, (p.batch, p.s_q, p.h_q, p.d_r))
@@ -303,16 +354,18 @@ class Plan:
         expected = self._expected()
         extra = [n for n, v in given.items() if v is not None and n not in expected]
         if extra:
-            raise InvalidArgumentError(f"{extra[0]}: not an operand of the {self.problem['variant']} variant",
-                                       self.backend)
+            what = f"the {self.problem['kv_format']} KV format" if extra[0] == "kv_scale" else \
+                f"the {self.problem['variant']} variant"
+            raise InvalidArgumentError(f"{extra[0]}: not an operand of {what}", self.backend)
         ops = {}
         for name, (dt, shape) in expected.items():
             obj = given.get(name)
             if obj is None:
                 if name in ("out", "lse") and allocate_outputs:
                     continue
-                raise InvalidArgumentError(f"{name}: missing (the {self.problem['variant']} variant needs it)",
-                                           self.backend)
+                what = f"the {self.problem['kv_format']} KV format" if name == "kv_scale" else \
+                    f"the {self.problem['variant']} variant"
+                raise InvalidArgumentError(f"{name}: missing ({what} needs it)", self.backend)
             op = self._operand(name, obj)
             op.expect(dt, shape, self.backend)
             if name in ("out", "lse") and not op.writeable:
@@ -357,13 +410,14 @@ class Plan:
         return Schedule(self, args.schedule)
 
     def run(self, q=None, kv_cache=None, block_table=None, cache_seqlens=None, *, schedule=None, out=None,
-            lse=None, q_nope=None, q_rope=None, w_uk=None, w_uv=None, stream=None, validate_indices=False):
+            lse=None, q_nope=None, q_rope=None, w_uk=None, w_uv=None, kv_scale=None, stream=None,
+            validate_indices=False):
         """Computes one layer; returns (out, lse). out/lse are allocated (like q: NumPy, or torch
         on q's device) unless given, in which case they are filled and returned. Without a
         schedule one is made from cache_seqlens for this call. Host backends finish before
         returning; cuda runs asynchronously on `stream` (default torch.cuda.current_stream())."""
         given = dict(q=q, q_nope=q_nope, q_rope=q_rope, w_uk=w_uk, w_uv=w_uv, kv_cache=kv_cache,
-                     block_table=block_table, cache_seqlens=cache_seqlens, out=out, lse=lse)
+                     kv_scale=kv_scale, block_table=block_table, cache_seqlens=cache_seqlens, out=out, lse=lse)
         ops, gpu = self._operands(given, self._space, allocate_outputs=True)
         handle_stream = _stream_handle(stream, gpu)
         if schedule is None:
@@ -385,11 +439,11 @@ class Plan:
         return ops["out"].obj, ops["lse"].obj
 
     def check(self, out, lse, q=None, kv_cache=None, block_table=None, cache_seqlens=None, *, q_nope=None,
-              q_rope=None, w_uk=None, w_uv=None, summary_capacity=512):
+              q_rope=None, w_uk=None, w_uv=None, kv_scale=None, summary_capacity=512):
         """Compares out and lse with the float64 reference on the same inputs (blocks).
         CUDA tensors are copied to the host first. Returns a CheckResult (falsy on mismatch)."""
         given = dict(q=q, q_nope=q_nope, q_rope=q_rope, w_uk=w_uk, w_uv=w_uv, kv_cache=kv_cache,
-                     block_table=block_table, cache_seqlens=cache_seqlens, out=out, lse=lse)
+                     kv_scale=kv_scale, block_table=block_table, cache_seqlens=cache_seqlens, out=out, lse=lse)
         host = {}
         for n, v in given.items():
             if v is not None and _is_cuda(v):
@@ -432,3 +486,45 @@ class Schedule:
 
     def __repr__(self):
         return f"<mla.Schedule {self.description!r}>"
+
+
+def write_kv(device, kv_c, k_pe, slot_mapping, kv_cache, *, kv_scale=None, kv_format=None, stream=None,
+             validate_slots=False):
+    """Quantizes T new tokens into their cache slots in place (vLLM's concat_and_cache_mla):
+    kv_c [T, d_c] and k_pe [T, d_r] (or [T, h_kv, ...]) in bf16/fp16/fp32, slot_mapping int64 [T]
+    (block * page_size + offset; negative = skip), kv_cache as plan() takes it, kv_scale for
+    fp8_e4m3 ([1]) and int8 ([d_c + d_r]). kv_format: by default the one kv_cache's dtype
+    names (an fp8_e4m3 cache held as uint8 bits, as NumPy must, needs kv_format="fp8_e4m3"). Host backends
+    finish before returning; cuda runs on `stream` (default torch.cuda.current_stream())."""
+    code = _kv_format_code(kv_format, kv_cache)
+    if code == _abi.KV_FORMAT_FROM_DTYPE:
+        kd = Operand("kv_cache", kv_cache).dtype
+        kd = _abi.DTYPE_BF16 if kd == BF16_BITS else kd
+        code = {_abi.DTYPE_BF16: 1, _abi.DTYPE_FP16: 2, _abi.DTYPE_FP32: 3}.get(kd)
+        if code is None:
+            raise InvalidArgumentError(f"kv_cache: no KV format stores {dtype_name(kd)}; pass kv_format")
+    ops = {name: Operand(name, obj) for name, obj in (("kv_c", kv_c), ("k_pe", k_pe), ("slot_mapping", slot_mapping),
+                                                       ("kv_cache", kv_cache)) }
+    if kv_scale is not None:
+        ops["kv_scale"] = Operand("kv_scale", kv_scale)
+    for name in ("kv_c", "k_pe"):  # NumPy bf16 inputs: uint16 bits, read as bf16
+        if ops[name].dtype == BF16_BITS:
+            ops[name].dtype = _abi.DTYPE_BF16
+    element = _abi.KV_FORMAT_ELEMENT[code]
+    cache = ops["kv_cache"]
+    if cache.dtype == BF16_BITS and element == _abi.DTYPE_BF16 or \
+            cache.dtype == _abi.DTYPE_UINT8 and element == _abi.DTYPE_FP8_E4M3:
+        cache.dtype = element  # NumPy spellings of bf16 and fp8 (bit patterns)
+    if not cache.writeable:
+        raise InvalidArgumentError("kv_cache: the array is read-only", device.backend)
+    space = _abi.MEMORY_DEVICE if device.memory_space == "device" else _abi.MEMORY_HOST
+    gpu = check_placement(ops.values(), space, device.backend)
+    args = _abi.new(_abi.WriteKvArgs)
+    args.device = device._handle
+    args.kv_format = code
+    for name, op in ops.items():
+        setattr(args, name, op.view())
+    args.stream = _stream_handle(stream, gpu)
+    args.validate_slots = 1 if validate_slots else 0
+    _lib.check(_lib.lib().mla_write_kv(C.byref(args)), device.backend)
+    return kv_cache

@@ -16,15 +16,16 @@ from .errors import InvalidArgumentError
 BF16_BITS = "uint16 (bf16 bits)"  # the dtype tag of a NumPy uint16 operand
 
 _NUMPY_DTYPES = {"float16": _abi.DTYPE_FP16, "float32": _abi.DTYPE_FP32, "float64": _abi.DTYPE_FP64,
-                 "int8": _abi.DTYPE_INT8, "int32": _abi.DTYPE_INT32, "int64": _abi.DTYPE_INT64}
+                 "int8": _abi.DTYPE_INT8, "int32": _abi.DTYPE_INT32, "int64": _abi.DTYPE_INT64,
+                 "uint8": _abi.DTYPE_UINT8}
 _TORCH_DTYPES = {"bfloat16": _abi.DTYPE_BF16, "float16": _abi.DTYPE_FP16, "float32": _abi.DTYPE_FP32,
                  "float64": _abi.DTYPE_FP64, "int8": _abi.DTYPE_INT8, "int32": _abi.DTYPE_INT32,
-                 "int64": _abi.DTYPE_INT64, "float8_e4m3fn": _abi.DTYPE_FP8_E4M3}
+                 "int64": _abi.DTYPE_INT64, "float8_e4m3fn": _abi.DTYPE_FP8_E4M3, "uint8": _abi.DTYPE_UINT8}
 _NAMES = {"bf16": _abi.DTYPE_BF16, "bfloat16": _abi.DTYPE_BF16, "fp16": _abi.DTYPE_FP16,
           "float16": _abi.DTYPE_FP16, "half": _abi.DTYPE_FP16, "fp32": _abi.DTYPE_FP32,
           "float32": _abi.DTYPE_FP32, "float": _abi.DTYPE_FP32, "fp8_e4m3": _abi.DTYPE_FP8_E4M3,
           "int8": _abi.DTYPE_INT8, "int32": _abi.DTYPE_INT32, "int64": _abi.DTYPE_INT64,
-          "fp64": _abi.DTYPE_FP64, "float64": _abi.DTYPE_FP64}
+          "fp64": _abi.DTYPE_FP64, "float64": _abi.DTYPE_FP64, "uint8": _abi.DTYPE_UINT8}
 
 
 def _is_numpy(x):
@@ -134,6 +135,8 @@ class Operand:
         got = self.dtype
         if got == BF16_BITS and dtype == _abi.DTYPE_BF16:
             got = _abi.DTYPE_BF16  # the documented NumPy spelling of bf16
+        if got == _abi.DTYPE_UINT8 and dtype == _abi.DTYPE_FP8_E4M3:
+            got = _abi.DTYPE_FP8_E4M3  # NumPy (and older torch) have no fp8: uint8 bit patterns
         if got != dtype or self.shape != tuple(shape):
             hint = ""
             if self.dtype == BF16_BITS:
