@@ -75,6 +75,14 @@ std::vector<CompareCase> select_formats(std::vector<CompareCase> cases, const st
   return kept;
 }
 
+// "q / q_nope / ... / cache_seqlens": the inputs of kRunOperands, for messages.
+std::string input_operand_names() {
+  std::string names;
+  for (const RunOperand& op : kRunOperands)
+    if (!is_output_operand(op)) names += (names.empty() ? "" : " / ") + std::string(op.name);
+  return names;
+}
+
 double since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -115,7 +123,7 @@ void compare(const CompareOptions& o) {
       if (input_fingerprint(in) != fingerprint) {
         // The next config must see the same inputs: rebuild them (they are a function of the seed).
         r.outcome.status = Status::error;
-        r.outcome.message = "the backend wrote into its input tensors (q / kv_cache / kv_scale / block_table / cache_seqlens)";
+        r.outcome.message = "the backend wrote into its input tensors (" + input_operand_names() + ")";
         in = make_random_inputs(c.problem(), c.spec());
       }
       r.repro = repro_line(targets[ti], c, o.cases, o.seed, o.repeat, r.outcome);
