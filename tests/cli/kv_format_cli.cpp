@@ -122,3 +122,19 @@ TEST_CASE("cli: a quantized cache round-trips through --save-inputs / --inputs b
     }
   }
 }
+
+TEST_CASE("cli: mla bench counts the bytes of the KV format's tokens", "[cli][kv]") {
+  Scratch tmp("bench");
+  auto bytes = [&](const std::string& format) {
+    const auto r = run_mla("bench " + kSim + " --batch 2 --heads 16 --seqlen 128 --warmup 1 --iters 1 --kv-format " + format +
+                           " --json " + tmp.file(format + ".json"));
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    std::ifstream in(tmp.file(format + ".json"));
+    return nlohmann::json::parse(in)["bytes"].get<double>();
+  };
+  // Same queries and outputs: the difference is 2 x 128 tokens x (1152 - token bytes).
+  const double bf16 = bytes("bf16");
+  CHECK(bf16 - bytes("int8") == 2.0 * 128 * (1152 - 576));
+  CHECK(bf16 - bytes("fp8_ds_mla") == 2.0 * 128 * (1152 - 656));
+}
