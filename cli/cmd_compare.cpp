@@ -14,7 +14,9 @@
 #include "mla/error.hpp"
 #include "mla/reference.hpp"
 #include "mla/validate.hpp"
+#include "options.hpp"
 #include "output_files.hpp"
+#include "quantization_check.hpp"
 #include "report.hpp"
 
 namespace mla::cli {
@@ -25,6 +27,7 @@ struct CompareOptions {
   std::vector<std::string> configs;
   std::vector<std::string> sets;
   std::vector<std::string> only;
+  std::vector<std::string> kv_formats;  // --kv-format: only the cases of these formats
   std::string cases = "quick";
   std::string json, junit;
   int repeat = 1;
@@ -60,6 +63,26 @@ std::vector<CompareCase> select(std::vector<CompareCase> cases, const std::vecto
   return kept;
 }
 
+// The cases whose KV format is one of `names` (all when empty).
+std::vector<CompareCase> select_formats(std::vector<CompareCase> cases, const std::vector<std::string>& names) {
+  if (names.empty()) return cases;
+  std::set<KvFormat> wanted;
+  for (const auto& n : names) wanted.insert(parse_kv_format_flag("--kv-format", n));
+  std::vector<CompareCase> kept;
+  for (auto& c : cases)
+    if (wanted.count(c.kv())) kept.push_back(std::move(c));
+  if (kept.empty()) fail(ErrorCode::invalid_argument, "--kv-format: no case of the selected cases has that KV format");
+  return kept;
+}
+
+// "q / q_nope / ... / cache_seqlens": the inputs of kRunOperands, for messages.
+std::string input_operand_names() {
+  std::string names;
+  for (const RunOperand& op : kRunOperands)
+    if (!is_output_operand(op)) names += (names.empty() ? "" : " / ") + std::string(op.name);
+  return names;
+}
+
 double since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -73,7 +96,7 @@ void compare(const CompareOptions& o) {
   if (o.cases != "quick" && o.cases != "full") files.input("--cases", o.cases);
   files.open();
   // Seeds are assigned over the whole set before --only filters it, so a case keeps its inputs.
-  const std::vector<CompareCase> cases = select(load_cases(o.cases, o.seed), o.only);
+  const std::vector<CompareCase> cases = select_formats(select(load_cases(o.cases, o.seed), o.only), o.kv_formats);
   check_memory(cases, o.repeat, o.memory);
   std::vector<Target> targets = open_targets(o.configs, o.sets);  // an invalid config stops here
   for (const auto& t : targets)
@@ -89,17 +112,18 @@ void compare(const CompareOptions& o) {
     validate_problem(c.problem());
     HostInputs in = make_random_inputs(c.problem(), c.spec());
     const ReferenceOutput ref = reference_decode(in.problem, in.args());
+    const std::optional<ReferenceOutput> baseline = unquantized_reference(in);  // quantized formats only
     const uint64_t fingerprint = input_fingerprint(in);
     std::string progress;
     for (size_t ti = 0; ti < targets.size(); ++ti) {
       Record r;
       r.case_index = ci;
       r.target_index = ti;
-      r.outcome = run_case(targets[ti], c, in, ref, o.repeat);
+      r.outcome = run_case(targets[ti], c, in, ref, baseline ? &*baseline : nullptr, o.repeat);
       if (input_fingerprint(in) != fingerprint) {
         // The next config must see the same inputs: rebuild them (they are a function of the seed).
         r.outcome.status = Status::error;
-        r.outcome.message = "the backend wrote into its input tensors (q / kv_cache / block_table / cache_seqlens)";
+        r.outcome.message = "the backend wrote into its input tensors (" + input_operand_names() + ")";
         in = make_random_inputs(c.problem(), c.spec());
       }
       r.repro = repro_line(targets[ti], c, o.cases, o.seed, o.repeat, r.outcome);
@@ -143,6 +167,11 @@ void add_compare_command(CLI::App& app) {
   cmd->add_option("--configs", o.configs, "Device config files (one or more)")->required()->expected(1, -1);
   cmd->add_option("--cases", o.cases, "quick (default), full, or a cases JSON file (docs/compare.md)");
   cmd->add_option("--only", o.only, "Run only the cases with these names (repeatable)");
+  cmd->add_option("--kv-format", o.kv_formats,
+                  "Run only the cases of these KV formats (repeatable or comma-separated; every case set has "
+                  "cases of each): " + kv_format_names())
+      ->delimiter(',')
+      ->check(kv_format_validator());
   cmd->add_option("--set", o.sets,
                   "Config override key.path=value for every config, or N:key.path=value for the N-th (repeatable)");
   cmd->add_option("--repeat", o.repeat, "Runs per case and config; > 1 checks the runs are bitwise identical")

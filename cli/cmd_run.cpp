@@ -13,6 +13,7 @@
 #include "mla/validate.hpp"
 #include "options.hpp"
 #include "output_files.hpp"
+#include "quantization_check.hpp"
 #include "report.hpp"
 #include "tensor_files.hpp"
 
@@ -129,6 +130,18 @@ void run(const RunOptionsCli& o) {
       std::cout << "check: " << c.summary() << "\n";
       j["check"] = comparison_json(c);
       if (!c.passed) exit_status() = 1;
+      // A quantized cache: also how far the result is from the bf16 values it was made from.
+      if (is_quantized(in.problem.kv_format)) {
+        if (const std::optional<ReferenceOutput> base = unquantized_reference(in)) {
+          const Comparison qc = quantization_error(in, *base, in.out.view(), in.lse.view());
+          std::cout << "quantization (vs the bf16 cache): " << qc.summary() << "\n";
+          j["quantization_check"] = comparison_json(qc);
+          if (!qc.passed) exit_status() = 1;
+        } else {
+          std::cout << "quantization (vs the bf16 cache): not measured (the inputs file has no kv_unquantized)\n";
+          j["quantization_check"] = "skipped: no kv_unquantized";
+        }
+      }
     }
   }
   if (files.wants("--output")) files.write("--output", [&](std::ostream& out) { save_outputs(out, in); });
@@ -144,10 +157,12 @@ void add_run_command(CLI::App& app) {
   o.config.add_to(*cmd, true);
   o.shape.add_to(*cmd);
   o.memory.add_to(*cmd);
-  cmd->add_option("--inputs", o.inputs, "Input tensors (safetensors): q | q_nope q_rope w_uk w_uv, kv_cache, block_table, cache_seqlens");
+  cmd->add_option("--inputs", o.inputs, "Input tensors (safetensors): q | q_nope q_rope w_uk w_uv, kv_cache, kv_scale (fp8_e4m3, int8), "
+                  "block_table, cache_seqlens; the kv_cache's dtype names the KV format");
   cmd->add_option("--output", o.output, "Write out and lse to this safetensors file");
   cmd->add_option("--save-inputs", o.save_inputs_path, "Write the (random) inputs to this safetensors file");
-  cmd->add_flag("--check", o.check, "Compare with the float64 reference and print the errors (exit 1 on failure)");
+  cmd->add_flag("--check", o.check, "Compare with the float64 reference and print the errors (exit 1 on failure); a quantized KV "
+                "format also gets its quantization error against the bf16 cache");
   cmd->add_flag("--validate-indices", o.validate, "Check block ids and lengths before running (costs a device sync)");
   cmd->add_option("--json", o.json, "Write a machine-readable result to this file");
   cmd->callback([] { run(o); });

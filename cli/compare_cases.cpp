@@ -35,6 +35,7 @@ std::string CompareCase::describe() const {
   os << s.variant << " b=" << s.batch << " s_q=" << s.s_q << " h_q=" << s.heads << " h_kv=" << s.kv_heads
      << " len=" << s.seqlen << (s.varlen ? "(var)" : "") << " page=" << s.page_size << (s.causal ? " causal" : "") << " "
      << s.dtype;
+  if (quantized()) os << " kv=" << kv_format_name(kv());
   if (s.softmax_scale != 0.0f) os << " scale=" << s.softmax_scale;
   return os.str();
 }
@@ -46,13 +47,14 @@ std::string auto_name(const CompareCase& c) {
   std::ostringstream os;
   os << s.variant << "_b" << s.batch << "_sq" << s.s_q << "_h" << s.heads << "x" << s.kv_heads << "_len" << s.seqlen
      << (s.varlen ? "var" : "") << "_p" << s.page_size << (s.causal ? "_causal" : "") << "_" << s.dtype;
+  if (c.quantized()) os << "_kv" << kv_format_name(c.kv());
   if (s.softmax_scale != 0.0f) os << "_scaled";
   return os.str();
 }
 
 // Builder for the built-in sets: positional fields in the order of the DESIGN 7 grid.
 CompareCase make(const char* variant, int64_t b, int64_t s_q, int64_t h_q, int64_t h_kv, int64_t len, bool varlen,
-                 bool causal, int64_t page, const char* dtype, float scale = 0.0f) {
+                 bool causal, int64_t page, const char* dtype, float scale = 0.0f, const char* kv_format = "") {
   CompareCase c;
   c.shape.variant = variant;
   c.shape.batch = b;
@@ -65,7 +67,22 @@ CompareCase make(const char* variant, int64_t b, int64_t s_q, int64_t h_q, int64
   c.shape.page_size = page;
   c.shape.dtype = dtype;
   c.shape.softmax_scale = scale;
+  c.shape.kv_format = kv_format;
   return c;
+}
+
+// A case with a quantized KV format (the scale argument left at its default).
+CompareCase make_kv(const char* kv_format, const char* variant, int64_t b, int64_t s_q, int64_t h_q, int64_t h_kv,
+                    int64_t len, bool varlen, bool causal, int64_t page, const char* dtype) {
+  return make(variant, b, s_q, h_q, h_kv, len, varlen, causal, page, dtype, 0.0f, kv_format);
+}
+
+// Every quantized format of the table (plain ones are the dtype axis already).
+std::vector<const char*> quantized_formats() {
+  std::vector<const char*> names;
+  for (const KvFormatTraits& t : kv_formats())
+    if (is_quantized(t.format)) names.push_back(t.name);
+  return names;
 }
 
 // Every value of the DESIGN 7 grid appears at least once, on shapes small enough that cpu +
@@ -73,7 +90,7 @@ CompareCase make(const char* variant, int64_t b, int64_t s_q, int64_t h_q, int64
 // 64,65,140,4096,variable}, h_q {1,3,16,64,128}, h_kv {1,2}, causal on/off, pages {1,16,32,64},
 // and the dtypes and variants. Large values never meet each other here: that is the full set.
 std::vector<CompareCase> quick_cases() {
-  return {
+  std::vector<CompareCase> cases = {
       make("latent", 1, 1, 1, 1, 1, false, false, 64, "bf16"),
       make("latent", 1, 1, 3, 1, 20, false, false, 16, "bf16"),
       make("latent", 2, 1, 16, 1, 63, false, false, 64, "bf16"),
@@ -100,6 +117,14 @@ std::vector<CompareCase> quick_cases() {
       make("absorb", 1, 2, 3, 1, 65, false, true, 16, "fp16"),
       make("absorb", 2, 1, 16, 2, 64, true, false, 32, "bf16"),
   };
+  // Each quantized KV format on three shapes: one page boundary crossed and a partial page,
+  // the absorb variant with causal s_q 2, and two KV heads with variable lengths on small pages.
+  for (const char* kv : quantized_formats()) {
+    cases.push_back(make_kv(kv, "latent", 2, 1, 16, 1, 140, false, false, 64, "bf16"));
+    cases.push_back(make_kv(kv, "absorb", 1, 2, 16, 1, 65, false, true, 16, "bf16"));
+    cases.push_back(make_kv(kv, "latent", 6, 1, 16, 2, 63, true, false, 16, "fp16"));
+  }
+  return cases;
 }
 
 // The whole grid of DESIGN 7 on its three main axes (batch x length x h_q, 225 cases); the
@@ -131,6 +156,17 @@ std::vector<CompareCase> full_cases() {
         const char* dtype = dtypes[k % 6];
         const char* variant = k % 7 == 3 ? "absorb" : "latent";
         out.push_back(make(variant, b, s_q, h, h_kv, l.len, l.var, causal, page, dtype));
+        ++k;
+      }
+  // Each quantized KV format over batch {1, 6, 64} x every length, h_q and the minor axes
+  // rotating as above (81 cases): the formats meet every length and page boundary.
+  for (const char* kv : quantized_formats())
+    for (int64_t b : {int64_t{1}, int64_t{6}, int64_t{64}})
+      for (const Len& l : lengths) {
+        const int64_t h = heads[k % 5];
+        const int64_t page = pages[k % 3];  // 64, 16, 32: page 1 only costs time here
+        out.push_back(make_kv(kv, k % 7 == 3 ? "absorb" : "latent", b, s_qs[k % 3], h, (h % 2 == 0 && k % 4 == 1) ? 2 : 1,
+                              l.len, l.var, (k / 3) % 2 == 1, page, dtypes[k % 6]));
         ++k;
       }
   return out;
@@ -170,6 +206,9 @@ std::vector<CompareCase> read_case_file(const std::string& path) {
       c.shape.causal = r.boolean("causal", c.shape.causal);
       c.shape.page_size = r.integer("page_size", c.shape.page_size, 1, 1 << 20);
       c.shape.dtype = r.choice("dtype", c.shape.dtype, {"bf16", "fp16", "fp32"});
+      std::vector<std::string> formats;
+      for (const KvFormatTraits& t : kv_formats()) formats.emplace_back(t.name);
+      if (r.has("kv_format")) c.shape.kv_format = r.choice("kv_format", "bf16", formats);
       c.shape.softmax_scale = static_cast<float>(r.number("softmax_scale", 0.0, -1e6, 1e6));
       c.seed_given = r.has("seed");
       if (c.seed_given) c.shape.seed = static_cast<uint64_t>(r.integer("seed", 1, 0, INT64_MAX));

@@ -25,6 +25,8 @@ struct CompareCase {
 
   [[nodiscard]] Problem problem() const { return shape.problem(); }
   [[nodiscard]] InputSpec spec() const { return shape.spec(); }
+  [[nodiscard]] KvFormat kv() const { return shape.kv(); }
+  [[nodiscard]] bool quantized() const { return is_quantized(kv()); }
   [[nodiscard]] bool has_tolerance_override() const { return rel_l2 || max_abs || lse_abs; }
   [[nodiscard]] Tolerance tolerance() const;  // the dtype default with the overrides applied
   // Defaults of a case: small enough that every backend runs it in well under a second.
@@ -32,7 +34,8 @@ struct CompareCase {
   [[nodiscard]] std::string describe() const;  // one short line for progress and tables
 };
 
-// "quick", "full" or a path to a JSON file ({"cases": [{...}, ...]}, keys as CompareCase).
+// "quick", "full" or a path to a JSON file ({"cases": [{...}, ...]}, keys as CompareCase; the
+// KV format is "kv_format"). Both built-in sets hold cases of every KV format.
 // Seeds not given by the file are base_seed + index. Throws Error(invalid_argument / io_error)
 // naming the file and the JSON path of the problem.
 std::vector<CompareCase> load_cases(const std::string& which, uint64_t base_seed);

@@ -89,6 +89,11 @@ void print_record(std::ostream& os, const Target& t, const CompareCase&, const R
        << (c.nonfinite_mismatches == 0 ? "match" : std::to_string(c.nonfinite_mismatches) + " mismatched");
     if (c.unwritten) os << " (" << c.unwritten << " unwritten)";
     if (!c.trustworthy) os << "  mostly zeros (" << sci(c.zero_fraction) << " of nonzero reference elements)";
+    if (o.quantization_compared) {
+      const Comparison& q = o.quantization;
+      os << "  quantization vs bf16: rel_l2 " << sci(q.rel_l2_error) << " max_abs " << sci(q.max_abs_error)
+         << (q.passed ? "" : " FAIL") << " (tol rel_l2<=" << sci(q.tolerance.rel_l2) << ")";
+    }
     os << "  " << time_text(o);
     if (o.runs > 1) os << "  " << (o.deterministic ? "deterministic" : "NOT deterministic") << " x" << o.runs;
     if (is_failure(o.status))
@@ -162,7 +167,10 @@ nlohmann::json results_json(const std::vector<Target>& targets, const std::vecto
                         {"simulated", o.simulated},
                         {"runs", o.runs},
                         {"repro", r.repro}};
+    j["kv_format"] = kv_format_name(c.kv());
     if (o.compared) j["comparison"] = comparison_json(o.comparison);
+    // Quantized formats: the result against the reference on the unquantized bf16 cache.
+    if (o.quantization_compared) j["quantization"] = comparison_json(o.quantization);
     if (o.runs > 1) j["deterministic"] = o.deterministic;
     if (!o.determinism.empty()) j["determinism"] = o.determinism;
     results.push_back(j);

@@ -9,6 +9,7 @@
 #include "mla/compare.hpp"
 #include "mla/error.hpp"
 #include "mla/registry.hpp"
+#include "quantization_check.hpp"
 #include "report.hpp"
 
 namespace mla::cli {
@@ -56,9 +57,8 @@ void hash_bytes(uint64_t& h, const HostTensor& t) {
 
 uint64_t input_fingerprint(const HostInputs& in) {
   uint64_t h = 1469598103934665603ull;
-  for (const HostTensor* t : {&in.q, &in.q_nope, &in.q_rope, &in.w_uk, &in.w_uv, &in.kv_cache, &in.block_table,
-                              &in.cache_seqlens})
-    hash_bytes(h, *t);
+  for (const RunOperand& op : kRunOperands)
+    if (!is_output_operand(op)) hash_bytes(h, host_operand(in, op));
   return h;
 }
 
@@ -116,7 +116,8 @@ std::vector<Target> open_targets(const std::vector<std::string>& paths, const st
   return targets;
 }
 
-Outcome run_case(Target& target, const CompareCase& c, HostInputs& in, const ReferenceOutput& ref, int repeat) {
+Outcome run_case(Target& target, const CompareCase& c, HostInputs& in, const ReferenceOutput& ref,
+                 const ReferenceOutput* baseline, int repeat) {
   Outcome o;
   if (!target.skip_reason.empty()) {
     o.status = Status::skipped;
@@ -129,16 +130,24 @@ Outcome run_case(Target& target, const CompareCase& c, HostInputs& in, const Ref
     return o;
   }
   Device& device = *target.device;
+  // A backend that cannot run the case says so when asked, and the case is reported apart
+  // from wrong answers ("unsupported" with its reason), as ggml's test-backend-ops does.
+  if (const Support support = device.supports(in.problem); !support) {
+    o.status = support.code == ErrorCode::unsupported ? Status::unsupported : Status::error;
+    o.message = std::string(error_code_name(support.code)) + ": " + support.reason;
+    return o;
+  }
   std::unique_ptr<Plan> plan;
   try {
     plan = device.plan(in.problem);
     o.kernel = plan->kernel_name();
   } catch (const Error& e) {
-    // A plan that refuses the shape (or finds it does not fit the modelled memories) is "not
-    // supported", reported apart from wrong answers, as ggml's test-backend-ops does.
-    const bool refusal = e.code() == ErrorCode::unsupported || e.code() == ErrorCode::out_of_memory;
+    // supports() said yes: only a shape that does not fit the modelled memories (known once
+    // the plan is sized) is still a refusal; any other error is the backend's inconsistency.
+    const bool refusal = e.code() == ErrorCode::out_of_memory;
     o.status = refusal ? Status::unsupported : Status::error;
-    o.message = std::string(error_code_name(e.code())) + ": " + e.what();
+    o.message = std::string(error_code_name(e.code())) + ": " + e.what() +
+                (refusal ? "" : " (although Device::supports accepted the problem)");
     return o;
   }
   try {
@@ -167,6 +176,10 @@ Outcome run_case(Target& target, const CompareCase& c, HostInputs& in, const Ref
         o.comparison = compare_to_reference(in.problem, ref, in.out.view(), in.lse.view());
         apply_tolerance(o.comparison, c.tolerance());
         o.compared = true;
+        if (baseline) {
+          o.quantization = quantization_error(in, *baseline, in.out.view(), in.lse.view());
+          o.quantization_compared = true;
+        }
         first_out = bytes_of(in.out);
         first_lse = bytes_of(in.lse);
       } else if (o.deterministic && (bytes_of(in.out) != first_out || bytes_of(in.lse) != first_lse)) {
@@ -197,11 +210,13 @@ Outcome run_case(Target& target, const CompareCase& c, HostInputs& in, const Ref
     return o;
   }
   const Comparison& cmp = o.comparison;
+  const bool quantization_ok = !o.quantization_compared || o.quantization.passed;
   if (!cmp.trustworthy) o.status = Status::mistrusted;
-  else if (!cmp.passed) o.status = Status::fail;
+  else if (!cmp.passed || !quantization_ok) o.status = Status::fail;
   else if (!o.deterministic) o.status = Status::nondeterministic;
   else o.status = Status::pass;
   o.message = cmp.summary();
+  if (o.quantization_compared) o.message += "; quantization vs bf16 cache: " + o.quantization.summary();
   if (!o.deterministic) o.message += "; NOT deterministic: " + o.determinism;
   return o;
 }

@@ -1,5 +1,5 @@
-// Running one case on one device for `mla compare`: plan (refusals are "unsupported", not
-// failures), mirror the shared inputs, run --repeat times with outputs re-poisoned before each
+// Running one case on one device for `mla compare`: ask Device::supports (a refusal is
+// "unsupported" with the backend's reason, not a failure), plan, mirror the shared inputs, run --repeat times with outputs re-poisoned before each
 // run, compare the first run with the reference and the later runs bit for bit with the first.
 #pragma once
 
@@ -41,6 +41,10 @@ struct Outcome {
   std::string message;      // the reason for unsupported / skipped / error, the summary otherwise
   bool compared = false;    // metrics below are meaningful
   Comparison comparison;    // with the case's tolerance applied
+  // Quantized KV formats: the result against the reference on the bf16 values the cache was
+  // made from, with quantization_tolerance(problem). Must pass too.
+  bool quantization_compared = false;
+  Comparison quantization;
   double seconds = -1;      // simulated latency when `simulated`, else the fastest wall time
   bool simulated = false;
   int runs = 0;             // runs that completed
@@ -48,8 +52,10 @@ struct Outcome {
   std::string determinism;    // how the determinism check went, in words
 };
 
-// `in` holds the case's inputs (outputs are overwritten); `ref` its reference.
-Outcome run_case(Target& target, const CompareCase& c, HostInputs& in, const ReferenceOutput& ref, int repeat);
+// `in` holds the case's inputs (outputs are overwritten); `ref` its reference; `baseline` (null
+// for plain formats) the reference on the unquantized bf16 cache.
+Outcome run_case(Target& target, const CompareCase& c, HostInputs& in, const ReferenceOutput& ref,
+                 const ReferenceOutput* baseline, int repeat);
 
 // A 64-bit FNV-1a hash of the input tensors, to notice a backend that writes into its inputs.
 uint64_t input_fingerprint(const HostInputs& in);

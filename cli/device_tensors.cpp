@@ -4,16 +4,7 @@ namespace mla::cli {
 
 DeviceTensors::DeviceTensors(Device& device, const HostInputs& in)
     : device_(device), on_device_(device.memory_space() == MemorySpace::device) {
-  args_.q = mirror(in.q);
-  args_.q_nope = mirror(in.q_nope);
-  args_.q_rope = mirror(in.q_rope);
-  args_.w_uk = mirror(in.w_uk);
-  args_.w_uv = mirror(in.w_uv);
-  args_.kv_cache = mirror(in.kv_cache);
-  args_.block_table = mirror(in.block_table);
-  args_.cache_seqlens = mirror(in.cache_seqlens);
-  args_.out = mirror(in.out);
-  args_.lse = mirror(in.lse);
+  for (const RunOperand& op : kRunOperands) args_.*op.member = mirror(host_operand(in, op));
   device_.synchronize();
 }
 

@@ -52,6 +52,16 @@ MemoryEstimate decode_memory(const Problem& problem, int64_t max_seqlen, const P
   if (with_reference)
     for (const auto& part : reference_memory(problem, max_seqlen, tbb::this_task_arena::max_concurrency()).parts)
       m.add(part.first, part.second);
+  if (is_quantized(problem.kv_format)) {
+    // Random inputs keep the bf16 values a quantized cache was made from; the check runs the
+    // reference a second time on them (its scratch is freed in between, its outputs are not).
+    const Problem& p = problem;
+    m.add("kv_unquantized", tensor_bytes(DType::bf16, {p.num_blocks, p.page_size, p.h_kv, p.d_qk()}));
+    if (with_reference) {
+      m.add("baseline reference out", tensor_bytes(DType::fp64, {p.batch, p.s_q, p.h_q, p.out_width()}));
+      m.add("baseline out", tensor_bytes(p.dtype, {p.batch, p.s_q, p.h_q, p.out_width()}));
+    }
+  }
   return m;
 }
 

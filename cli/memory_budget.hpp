@@ -29,7 +29,8 @@ struct MemoryOptions {
 
 // The host memory of one decode of `problem` (sizes filled in) with sequences of at most
 // `max_seqlen` tokens: its tensors, the plan's workspace when the device computes in host
-// memory, and the reference's buffers when `with_reference`.
+// memory, and the reference's buffers when `with_reference`; for a quantized KV format also the
+// bf16 values of the cache and the second (quantization baseline) reference.
 MemoryEstimate decode_memory(const Problem& problem, int64_t max_seqlen, const Plan* plan, bool with_reference);
 
 }  // namespace mla::cli

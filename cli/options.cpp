@@ -72,6 +72,8 @@ void ShapeOptions::add_to(CLI::App& app) {
   keep("--page-size",
        app.add_option("--page-size", page_size, "Tokens per KV block")->check(CLI::Range(int64_t{1}, int64_t{1} << 20)));
   keep("--dtype", app.add_option("--dtype", dtype, "q / kv / out dtype")->check(CLI::IsMember({"bf16", "fp16", "fp32"})));
+  keep("--kv-format", app.add_option("--kv-format", kv_format, kv_format_help())
+                          ->check(kv_format_validator()));
   keep("--variant", app.add_option("--variant", variant,
                                    "latent (attention over the latent cache with an absorbed query q) or absorb "
                                    "(q_nope, q_rope and the up-projections w_uk, w_uv applied inside)")
@@ -79,6 +81,10 @@ void ShapeOptions::add_to(CLI::App& app) {
   keep("--softmax-scale", app.add_option("--softmax-scale", softmax_scale,
                                          "Softmax scale (0: 1/sqrt(d_qk), or 1/sqrt(d_nope+d_r) for absorb)"));
   keep("--seed", app.add_option("--seed", seed, "Seed of the random inputs"));
+  keep("--kv-outliers", app.add_option("--kv-outliers", kv_outliers,
+                                       "Make this many KV channels (evenly spaced) 32x larger: an outlier-heavy cache, "
+                                       "the hard case for per-tensor KV scales (docs/kv-formats.md)")
+                            ->check(CLI::Range(0, 576)));
 }
 
 bool ShapeOptions::given(const std::string& flag) const {
@@ -106,11 +112,39 @@ Problem ShapeOptions::problem() const {
   p.causal = causal;
   p.softmax_scale = softmax_scale;
   p.dtype = *parse_dtype(dtype);
-  p.kv_format = *plain_kv_format(p.dtype);
+  p.kv_format = kv();
   // Validated before any memory is touched; make_random_inputs fills these two.
   p.num_blocks = 1;
   p.max_blocks_per_seq = 1;
   return p;
+}
+
+KvFormat ShapeOptions::kv() const {
+  if (kv_format.empty()) return *plain_kv_format(*parse_dtype(dtype));
+  return parse_kv_format_flag("--kv-format", kv_format);
+}
+
+CLI::Validator kv_format_validator() {
+  return CLI::Validator(
+      [](std::string& name) {
+        // CLI11 puts the flag's name in front of this text.
+        if (parse_kv_format(name)) return std::string();
+        return "unknown KV format \"" + name + "\" (expected one of " + kv_format_names() + ")";
+      },
+      "FORMAT");
+}
+
+std::string kv_format_help() {
+  // From the table, so a new format shows up here without touching the CLI.
+  std::string text = "KV cache format (default: the plain format of --dtype):";
+  for (const KvFormatTraits& t : kv_formats()) text += std::string("\n  ") + t.name + ": " + t.description;
+  return text;
+}
+
+KvFormat parse_kv_format_flag(const std::string& flag, const std::string& name) {
+  if (const std::optional<KvFormat> f = parse_kv_format(name)) return *f;
+  fail(ErrorCode::invalid_argument,
+       flag + ": unknown KV format \"" + name + "\" (expected one of " + kv_format_names() + ")");
 }
 
 InputSpec ShapeOptions::spec() const {
@@ -118,6 +152,7 @@ InputSpec ShapeOptions::spec() const {
   s.seqlen = seqlen;
   s.varlen = varlen;
   s.seed = seed;
+  s.kv_outlier_channels = kv_outliers;
   return s;
 }
 
@@ -126,11 +161,13 @@ std::string ShapeOptions::flags() const {
   os << "--variant " << variant << " --batch " << batch << " --s-q " << s_q << " --heads " << heads << " --kv-heads "
      << kv_heads << " --seqlen " << seqlen << (varlen ? " --varlen" : "") << (causal ? " --causal" : "")
      << " --page-size " << page_size << " --dtype " << dtype;
+  if (!kv_format.empty() && kv() != *plain_kv_format(*parse_dtype(dtype))) os << " --kv-format " << kv_format;
   if (softmax_scale != 0.0f) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(softmax_scale));  // round-trips a float
     os << " --softmax-scale " << buf;
   }
+  if (kv_outliers) os << " --kv-outliers " << kv_outliers;
   os << " --seed " << seed;
   return os.str();
 }

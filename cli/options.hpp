@@ -32,15 +32,18 @@ struct ShapeOptions {
   int64_t batch = 8, s_q = 1, heads = 128, kv_heads = 1, seqlen = 4096, page_size = 64;
   bool varlen = false, causal = false;
   std::string dtype = "bf16", variant = "latent";
+  std::string kv_format;  // a name of the KV format table; empty: the plain format of dtype
   float softmax_scale = 0.0f;
   uint64_t seed = 1;
+  int kv_outliers = 0;  // --kv-outliers: KV channels made 32x larger (outlier-heavy caches)
   void add_to(CLI::App& app);
   // The flags given on the command line that set the shape of random inputs (--batch, --s-q,
-  // --heads, --kv-heads, --seqlen, --varlen, --page-size, --dtype, --seed), which an inputs
+  // --heads, --kv-heads, --seqlen, --varlen, --page-size, --dtype, --kv-format, --kv-outliers, --seed), which an inputs
   // file already fixes; and whether --variant / --causal / --softmax-scale were given.
   [[nodiscard]] std::vector<std::string> given_shape_flags() const;
   [[nodiscard]] bool given(const std::string& flag) const;
   [[nodiscard]] Problem problem() const;  // num_blocks etc. filled by make_random_inputs
+  [[nodiscard]] KvFormat kv() const;      // --kv-format, or the plain format of --dtype
   [[nodiscard]] InputSpec spec() const;
   // "--variant latent --batch 2 ... --seed 7": the flags that give back this shape.
   [[nodiscard]] std::string flags() const;
@@ -48,6 +51,13 @@ struct ShapeOptions {
  private:
   std::vector<std::pair<std::string, const CLI::Option*>> options_;  // set by add_to
 };
+
+// --kv-format's help: every format of the table with its one-line description.
+std::string kv_format_help();
+// Accepts the names of the format table; the error lists them.
+CLI::Validator kv_format_validator();
+// The format named `name`; Error(invalid_argument) naming `flag` and listing the valid names.
+KvFormat parse_kv_format_flag(const std::string& flag, const std::string& name);
 
 // Opens the device named by the config; the errors carry the config path. `timing_only`
 // (optional) tells whether the config computes no outputs.

@@ -24,6 +24,9 @@ constexpr const char* kCausal = "mla.causal";
 constexpr const char* kScale = "mla.softmax_scale";
 constexpr const char* kSq = "mla.s_q";
 constexpr const char* kDr = "mla.d_r";
+// The bf16 values a quantized cache was made from (random inputs only), so `mla run --inputs F
+// --check` can still report the quantization error.
+constexpr const char* kUnquantized = "kv_unquantized";
 
 std::string float_text(float x) {
   char buf[32];
@@ -38,6 +41,17 @@ Metadata problem_metadata(const Problem& p) {
           {kScale, float_text(p.softmax_scale)},
           {kSq, std::to_string(p.s_q)},
           {kDr, std::to_string(p.d_r)}};
+}
+
+// Whether a problem of `variant` reads `op` from an inputs file. kv_scale depends on the KV
+// format, which the kv_cache tensor names: it is read apart.
+bool read_for_variant(const RunOperand& op, Variant variant) {
+  if (is_output_operand(op) || op.member == &RunArgs::kv_scale) return false;
+  const bool latent_only = op.member == &RunArgs::q;
+  const bool absorb_only = op.member == &RunArgs::q_nope || op.member == &RunArgs::q_rope ||
+                           op.member == &RunArgs::w_uk || op.member == &RunArgs::w_uv;
+  if (variant == Variant::latent) return !absorb_only;
+  return !latent_only;
 }
 
 [[noreturn]] void bad_metadata(const std::string& path, const std::string& key, const std::string& value) {
@@ -94,23 +108,35 @@ HostInputs load_inputs(const std::string& path, const ShapeOptions& shape, uint6
   TensorMap& tensors = file.tensors;
   const Problem base = problem_from_metadata(path, file.metadata, shape);
   HostInputs in;
-  const bool absorb = base.variant == Variant::absorb;
-  if (absorb) {
-    in.q_nope = take(tensors, "q_nope", path);
-    in.q_rope = take(tensors, "q_rope", path);
-    in.w_uk = take(tensors, "w_uk", path);
-    in.w_uv = take(tensors, "w_uv", path);
-  } else {
-    in.q = take(tensors, "q", path);
-  }
-  in.kv_cache = take(tensors, "kv_cache", path);
-  in.block_table = take(tensors, "block_table", path);
-  in.cache_seqlens = take(tensors, "cache_seqlens", path);
+  for (const RunOperand& op : kRunOperands)
+    if (read_for_variant(op, base.variant)) host_operand(in, op) = take(tensors, op.name, path);
+  // Taken when present: a format without a scale then refuses it by name in validate_args.
+  if (auto it = tensors.find("kv_scale"); it != tensors.end()) in.kv_scale = it->second;
   try {
     in.problem = infer_problem_from_tensors(base, in.args());
     validate_problem(in.problem);
   } catch (const Error& e) {
     throw Error(e.code(), path + ": " + e.what());
+  }
+  // No format in the metadata: each format has its own element type, so the kv_cache's dtype
+  // names it and a file cannot contradict itself.
+  const KvFormat format = in.problem.kv_format;
+  const std::vector<int64_t> scale_shape = kv_scale_shape(format, in.problem.d_c, in.problem.d_r);
+  if (!scale_shape.empty() && !in.kv_scale.defined())
+    fail(ErrorCode::invalid_argument, path + ": missing tensor \"kv_scale\": the " + kv_format_name(format) +
+                                          " KV format (kv_cache of " + dtype_name(in.kv_cache.view().dtype) +
+                                          ") needs float32 [" + std::to_string(scale_shape[0]) + "]");
+  if (auto it = tensors.find(kUnquantized); it != tensors.end() && is_quantized(format)) {
+    const Problem& p = in.problem;
+    const TensorView& v = it->second.view();
+    const bool ok = v.dtype == DType::bf16 && v.rank == 4 && v.shape[0] == p.num_blocks && v.shape[1] == p.page_size &&
+                    v.shape[2] == p.h_kv && v.shape[3] == p.d_qk();
+    if (!ok)
+      fail(ErrorCode::invalid_argument, path + ": " + kUnquantized + ": expected bf16 [" + std::to_string(p.num_blocks) +
+                                            ", " + std::to_string(p.page_size) + ", " + std::to_string(p.h_kv) + ", " +
+                                            std::to_string(p.d_qk()) + "] (the cache's values before quantization), got " +
+                                            v.describe());
+    in.kv_unquantized = it->second;
   }
   if (auto it = file.metadata.find(kSq); it != file.metadata.end() && it->second != std::to_string(in.problem.s_q))
     fail(ErrorCode::invalid_argument, path + ": metadata says s_q = " + it->second + " but the query tensor has s_q = " +
@@ -144,22 +170,17 @@ HostInputs load_inputs(const std::string& path, const ShapeOptions& shape, uint6
 
 void save_inputs(std::ostream& out, const HostInputs& in) {
   TensorMap t;
-  auto put = [&](const char* name, const HostTensor& x) {
-    if (x.defined()) t.emplace(name, x);
-  };
-  put("q", in.q);
-  put("q_nope", in.q_nope);
-  put("q_rope", in.q_rope);
-  put("w_uk", in.w_uk);
-  put("w_uv", in.w_uv);
-  put("kv_cache", in.kv_cache);
-  put("block_table", in.block_table);
-  put("cache_seqlens", in.cache_seqlens);
+  for (const RunOperand& op : kRunOperands)
+    if (!is_output_operand(op) && host_operand(in, op).defined()) t.emplace(op.name, host_operand(in, op));
+  if (in.kv_unquantized.defined()) t.emplace(kUnquantized, in.kv_unquantized);
   write_safetensors(out, t, problem_metadata(in.problem));
 }
 
 void save_outputs(std::ostream& out, const HostInputs& in) {
-  write_safetensors(out, TensorMap{{"out", in.out}, {"lse", in.lse}}, problem_metadata(in.problem));
+  TensorMap t;
+  for (const RunOperand& op : kRunOperands)
+    if (is_output_operand(op)) t.emplace(op.name, host_operand(in, op));
+  write_safetensors(out, t, problem_metadata(in.problem));
 }
 
 }  // namespace mla::cli

@@ -192,19 +192,25 @@ HostInputs make_random_inputs(const Problem& base, const InputSpec& spec) {
   return in;
 }
 
+namespace {
+size_t operand_index(const RunOperand& operand) {
+  for (size_t i = 0; i < std::size(kRunOperands); ++i)
+    if (kRunOperands[i].member == operand.member) return i;
+  fail(ErrorCode::internal, std::string("host_operand: no operand \"") + operand.name + "\"");
+}
+}  // namespace
+
+HostTensor& host_operand(HostInputs& in, const RunOperand& operand) { return in.*kHostOperands[operand_index(operand)]; }
+const HostTensor& host_operand(const HostInputs& in, const RunOperand& operand) {
+  return in.*kHostOperands[operand_index(operand)];
+}
+bool is_output_operand(const RunOperand& operand) {
+  return operand.member == &RunArgs::out || operand.member == &RunArgs::lse;
+}
+
 RunArgs HostInputs::args() const {
   RunArgs a;
-  a.q = q.view();
-  a.q_nope = q_nope.view();
-  a.q_rope = q_rope.view();
-  a.w_uk = w_uk.view();
-  a.w_uv = w_uv.view();
-  a.kv_cache = kv_cache.view();
-  a.kv_scale = kv_scale.view();
-  a.block_table = block_table.view();
-  a.cache_seqlens = cache_seqlens.view();
-  a.out = out.view();
-  a.lse = lse.view();
+  for (const RunOperand& op : kRunOperands) a.*op.member = host_operand(*this, op).view();
   return a;
 }
 

@@ -46,6 +46,7 @@ inline mla_tensors to_c(const RunArgs& args) {
   t.w_uk = to_c(args.w_uk);
   t.w_uv = to_c(args.w_uv);
   t.kv_cache = to_c(args.kv_cache);
+  t.kv_scale = to_c(args.kv_scale);
   t.block_table = to_c(args.block_table);
   t.cache_seqlens = to_c(args.cache_seqlens);
   t.out = to_c(args.out);

@@ -97,6 +97,7 @@ TEST_CASE("mla compare: the quick set passes on every shipped config whose backe
   REQUIRE(j["results"].size() == cases * configs_total);
   CHECK(j["failures"] == 0);
   std::map<std::string, int> passes;
+  int quantized_refusals = 0;
   for (const auto& res : j["results"]) {
     const std::string status = res["status"];
     INFO(res.dump());
@@ -109,9 +110,19 @@ TEST_CASE("mla compare: the quick set passes on every shipped config whose backe
       CHECK(res["seconds"].get<double>() > 0);
     }
     if (status == "unsupported") CHECK(!res["message"].get<std::string>().empty());
+    if (status == "pass" && res["kv_format"] != "bf16" && res["kv_format"] != "fp16" && res["kv_format"] != "fp32")
+      CHECK(res["quantization"]["passed"] == true);
+    // Until the cpu backend runs quantized caches it refuses them when asked, with its reason.
+    if (res["config"] == "cpu.json" && status != "pass") {
+      CHECK(status == "unsupported");
+      CHECK_THAT(res["message"].get<std::string>(), Catch::Contains("unsupported: cpu: the "));
+      ++quantized_refusals;
+    }
   }
-  // The reference backend runs every case; every other available one runs some.
-  CHECK(passes["cpu.json"] == static_cast<int>(cases));
+  // The reference backend runs every case of a plain format (quantized ones too, once it can);
+  // every other available one runs some.
+  CHECK(passes["cpu.json"] + quantized_refusals == static_cast<int>(cases));
+  CHECK(quantized_refusals <= static_cast<int>(cases) - 25);  // the 25 plain cases always run
   for (const auto& p : configs.runnable) CHECK(passes[fs::path(p).filename().string()] > 0);
   for (const auto& cfg : j["configs"])
     if (!cfg["available"].get<bool>()) CHECK_THAT(cfg["skip_reason"].get<std::string>(), Catch::Contains("not available"));
@@ -123,6 +134,60 @@ TEST_CASE("mla compare: the quick set passes on every shipped config whose backe
   CHECK(testcases == cases * configs_total);
   CHECK_THAT(xml, !Catch::Contains("<failure"));
   if (!configs.unavailable.empty()) CHECK_THAT(xml, Catch::Contains("<skipped message=\"skipped: "));
+}
+
+TEST_CASE("mla compare: quantized KV formats are checked twice on sim_tpu and asked about elsewhere", "[compare][kv]") {
+  Scratch tmp("kv");
+  // A cases file with the kv_format key, next to the built-in quantized rows.
+  std::ofstream(tmp.file("cases.json")) << R"({"cases": [{"name": "int8_gqa", "heads": 16, "kv_heads": 2,
+      "seqlen": 70, "kv_format": "int8"}, {"name": "plain", "heads": 16, "seqlen": 70}]})";
+  const std::string sim = source_path("configs/sc11_fp300.json"), cpu = source_path("configs/cpu.json");
+  const auto r = run_mla("compare --configs " + sim + " " + cpu + " --cases " + tmp.file("cases.json") + " --json " +
+                         tmp.file("r.json") + " --junit " + tmp.file("r.xml"));
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Catch::Contains("quantization vs bf16: rel_l2 "));
+  const nlohmann::json j = read_json(tmp.file("r.json"));
+  REQUIRE(j["results"].size() == 4);
+  for (const auto& res : j["results"]) {
+    INFO(res.dump());
+    const bool quantized = res["case"] == "int8_gqa";
+    CHECK(res["kv_format"] == (quantized ? "int8" : "bf16"));
+    if (res["status"] == "pass") {
+      CHECK(res["comparison"]["passed"] == true);
+      CHECK(res.contains("quantization") == quantized);
+      if (quantized) {
+        CHECK(res["quantization"]["passed"] == true);
+        CHECK(res["quantization"]["rel_l2_error"].get<double>() > 0.0);
+        CHECK(res["quantization"]["tolerance"]["rel_l2"].get<double>() > res["comparison"]["tolerance"]["rel_l2"].get<double>());
+      }
+    } else {
+      // Only a backend that cannot run the format may decline, and it says why.
+      CHECK(res["config"] == "cpu.json");
+      CHECK(quantized);
+      CHECK(res["status"] == "unsupported");
+      CHECK_THAT(res["message"].get<std::string>(), Catch::Contains("int8 KV format"));
+    }
+    if (res["config"] == "sc11_fp300.json") CHECK(res["status"] == "pass");
+  }
+  CHECK_THAT(slurp(tmp.file("r.xml")), Catch::Contains("quantization vs bf16 cache: PASS"));
+
+  // --kv-format selects the built-in quantized rows: every quantized format has some.
+  const auto q = run_mla("compare --configs " + sim + " --kv-format fp8_e4m3,fp8_ds_mla --kv-format int8 --json " +
+                         tmp.file("q.json"));
+  INFO(q.output);
+  REQUIRE(q.status == 0);
+  std::set<std::string> formats;
+  const nlohmann::json qj = read_json(tmp.file("q.json"));
+  for (const auto& res : qj["results"]) {
+    formats.insert(res["kv_format"].get<std::string>());
+    CHECK(res["status"] == "pass");
+    CHECK(res["quantization"]["passed"] == true);
+  }
+  CHECK(formats == std::set<std::string>{"fp8_e4m3", "fp8_ds_mla", "int8"});
+  const auto bad = run_mla("compare --configs " + sim + " --kv-format fp4");
+  CHECK(bad.status == 2);
+  CHECK_THAT(bad.output, Catch::Contains("expected one of bf16, fp16, fp32, fp8_e4m3, fp8_ds_mla, int8"));
 }
 
 TEST_CASE("mla compare --repeat 2 checks bitwise determinism and reports it", "[compare]") {

@@ -172,6 +172,8 @@ void add_argument_rows(Table& t) {
   t.cli("arguments", "batch 0 (CLI)", "run --batch 0" + kRun, 2, "--batch: Value 0 not in range", kOutputs);
   t.cli("arguments", "negative length (CLI)", "run --seqlen -5" + kRun, 2, "--seqlen", kOutputs);
   t.cli("arguments", "unsupported dtype (CLI)", "run --dtype int8" + kRun, 2, "--dtype: int8 not in", kOutputs);
+  t.cli("arguments", "unknown KV format (CLI)", "run --kv-format fp4" + kRun, 2,
+        "--kv-format: unknown KV format \"fp4\" (expected one of bf16, fp16, fp32, fp8_e4m3, fp8_ds_mla, int8)", kOutputs);
   t.cli("arguments", "infinite softmax scale (CLI)", "run --softmax-scale inf --batch 1 --heads 16 --seqlen 8" + kRun,
         2, "problem.softmax_scale: expected a finite value", kOutputs);
 }

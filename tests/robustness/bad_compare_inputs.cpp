@@ -30,6 +30,10 @@ void add_compare_rows(Table& t) {
   compare("cases file: JSON syntax error", "--cases cases_syntax.json", 2, "cases file is not valid JSON");
   compare("cases file does not exist", "--cases no_cases.json", 2, "cannot open cases file \"no_cases.json\"");
   compare("--only names no case", "--only no_such_case", 2, "--only: no case named \"no_such_case\"");
+  compare("--kv-format names no format", "--kv-format fp4", 2, "unknown KV format \"fp4\" (expected one of");
+  t.write_text("cases_kv.json", R"({"cases": [{"kv_format": "fp8"}]})");
+  compare("cases file: unknown kv_format", "--cases cases_kv.json", 2,
+          "/cases/0/kv_format: expected one of bf16, fp16, fp32, fp8_e4m3, fp8_ds_mla, int8, got \"fp8\"");
   compare("--repeat 0", "--repeat 0", 2, "--repeat");
   compare("--set for a config number that is not there", "--set 2:cpu.threads=1", 2,
           "must be a config number from 1 to 1");

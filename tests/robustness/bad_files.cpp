@@ -28,6 +28,43 @@ Split split(const std::string& file) {
   return {nlohmann::json::parse(file.substr(8, n)), file.substr(8 + n)};
 }
 
+// A quantized cache's file broken in its kv_scale or its byte layout. The valid file comes from
+// sim_tpu (it runs every format); reading fails before any backend sees the tensors.
+void add_quantized_file_rows(Table& t) {
+  const std::string sim = "--config " + std::string(MLA_SOURCE_DIR) + "/configs/sc11_fp300.json";
+  t.cli("files", "(setup) a valid int8 input file (per-channel kv_scale)",
+        "run " + sim + " --kv-format int8 --batch 2 --heads 4 --seqlen 20 --page-size 16 --save-inputs int8.safetensors",
+        0, "");
+  const std::string valid = read_bytes(t.file("int8.safetensors"));
+  REQUIRE(valid.size() > 64);
+  const Split base = split(valid);
+  auto variant = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+    Split s = base;
+    edit(s.header);
+    t.write_text(name, assemble_safetensors(s.header.dump(), s.data));
+  };
+  auto run_file = [&](const std::string& input, const std::string& name, const std::string& needle) {
+    t.cli("files", input, "run " + sim + " --inputs " + name + kRun, 2, needle, kOutputs);
+  };
+  variant("no_scale.safetensors", [](nlohmann::json& h) { h.erase("kv_scale"); });
+  run_file("int8 cache without its kv_scale", "no_scale.safetensors",
+           "missing tensor \"kv_scale\": the int8 KV format (kv_cache of int8) needs float32 [576]");
+  variant("scale_shape.safetensors", [](nlohmann::json& h) { h["kv_scale"]["shape"] = {2, 288}; });
+  run_file("kv_scale of the wrong shape (same bytes)", "scale_shape.safetensors",
+           "kv_scale: expected fp32 [576], got fp32 [2, 288]");
+  variant("scale_f16.safetensors", [](nlohmann::json& h) {
+    h["kv_scale"]["dtype"] = "F16";
+    h["kv_scale"]["shape"] = {1152};
+  });
+  run_file("kv_scale stored as F16 (wrong dtype)", "scale_f16.safetensors", "kv_scale: expected fp32 [576], got fp16 [1152]");
+  variant("scale_extra.safetensors", [](nlohmann::json& h) { h["kv_cache"]["dtype"] = "F8_E4M3"; });
+  run_file("fp8_e4m3 cache with int8's per-channel kv_scale", "scale_extra.safetensors",
+           "kv_scale: expected fp32 [1], got fp32 [576]");
+  variant("u8_width.safetensors", [](nlohmann::json& h) { h["kv_cache"]["dtype"] = "U8"; });
+  run_file("U8 (fp8_ds_mla) cache whose tokens are not 656 bytes", "u8_width.safetensors",
+           "kv_cache: expected uint8 [5, 16, 1, 656], got uint8 [5, 16, 1, 576]");
+}
+
 }  // namespace
 
 void add_file_rows(Table& t) {
@@ -137,6 +174,7 @@ void add_file_rows(Table& t) {
           "run --variant absorb --inputs huge_output.safetensors" + kRun, 2, "w_uk: expected fp32 [256, 1, 1], got fp32 [1, 1, 1]",
           kOutputs);
   }
+  add_quantized_file_rows(t);
   run_file("file does not exist", "no_such.safetensors", 2, "cannot open safetensors file \"no_such.safetensors\": No such file or directory");
   t.cli("files", "output file in a folder that does not exist",
         "run --batch 1 --heads 16 --seqlen 8 --output no_dir/out.safetensors", 2, "cannot write \"no_dir/out.safetensors\"",

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,20 @@ struct HostInputs {
   void poison_outputs();               // NaN into out and lse
   [[nodiscard]] double mean_seqlen() const;
 };
+
+// HostInputs' tensor of each RunArgs operand, in the order of kRunOperands, so code that walks
+// every operand (args(), files, device mirrors) walks kRunOperands and this one list.
+inline constexpr HostTensor HostInputs::*kHostOperands[] = {
+    &HostInputs::q,        &HostInputs::q_nope,      &HostInputs::q_rope,        &HostInputs::w_uk,
+    &HostInputs::w_uv,     &HostInputs::kv_cache,    &HostInputs::kv_scale,      &HostInputs::block_table,
+    &HostInputs::cache_seqlens, &HostInputs::out,    &HostInputs::lse,
+};
+static_assert(std::size(kHostOperands) == std::size(kRunOperands), "one HostInputs tensor per RunArgs operand");
+// The tensor of `operand` (an entry of kRunOperands) in `in`.
+HostTensor& host_operand(HostInputs& in, const RunOperand& operand);
+const HostTensor& host_operand(const HostInputs& in, const RunOperand& operand);
+// True for the operands a run writes (out, lse); the others are its inputs.
+bool is_output_operand(const RunOperand& operand);
 
 // `problem` gives everything but num_blocks / max_blocks_per_seq, which are derived.
 HostInputs make_random_inputs(const Problem& problem, const InputSpec& spec);
