@@ -67,11 +67,7 @@ std::vector<KvFormat> parse_kv_formats(const std::vector<std::string>& names) {
 // One run of one point: the modelled latency on a simulator, else the wall time of run().
 nlohmann::json time_point(Device& device, HostInputs& in) {
   DeviceTensors tensors(device, in);
-  RunArgs args = tensors.args();
-  // DeviceTensors does not mirror kv_scale (yet): a host-memory device reads it in place. The
-  // backends with device memory refuse quantized formats, which the grid check reports.
-  if (args.kv_scale.empty() && in.kv_scale.defined() && device.memory_space() == MemorySpace::host)
-    args.kv_scale = in.kv_scale.view();
+  RunArgs args = tensors.args();  // every operand, kv_scale included (kRunOperands)
   const auto planned = std::chrono::steady_clock::now();
   auto plan = device.plan(in.problem);
   auto schedule = plan->schedule(args.cache_seqlens);
