@@ -4,7 +4,7 @@
 # replay, measures the copy and matmul ceilings and runs the ANCHORS.md benchmark table.
 #
 #   scripts/gpu_check.sh [STAGE...]      STAGE: env build sass hcheck check pcheck graph memcheck bench
-#                                        fp16 sbs full profile pbench stalls times python
+#                                        fp16 sbs full kv profile pbench stalls times python
 #                                        (default: env build sass hcheck check pcheck graph memcheck bench)
 #     fp16:   the bench rows with --dtype bf16 then --dtype fp16 (the Hopper kernel in both types)
 #     sbs:    side by side with FlashMLA on the same inputs (needs .gpu-bench, see docs/backends/cuda.md)
@@ -18,6 +18,8 @@
 #     stalls: tensor-pipe, shared-memory bank, L2, DRAM utilisation and warp stall reasons
 #             (ncu metrics) of one decode launch per case in MLA_PROFILE_CASES
 #     times:  per-kernel durations (ncu gpu__time_duration) of the cases in MLA_PROFILE_CASES
+#     kv:     (with full) mla bench of every KV format on two memory-bound rows, and mla compare
+#             cpu vs cuda on the quantized quick cases
 #     python: the Python package on the GPU (python/tests/gpu_*.py): CUDA tensors, torch's current
 #             stream, CUDA-graph capture/replay, mla.flashmla against FlashMLA's kernel (needs
 #             .gpu-bench), with the libmla.so of the build stage (the machine's default compiler)
@@ -277,6 +279,27 @@ if has full; then
       [ $rc -ne 0 ] && STATUS=1
     else
       note "mla bench --anchors: skipped (the CLI has no --anchors flag yet)"
+    fi
+    if has kv; then
+      # KV formats on the GPU: each format's time on two memory-bound rows (quantized ones run on
+      # the portable kernel; bf16 also forced onto it for a like-for-like figure), then mla
+      # compare of cpu against cuda on the quick cases of every quantized format.
+      for row in "--batch 128 --heads 16 --seqlen 8192" "--batch 128 --heads 64 --seqlen 8192"; do
+        for fmt in bf16 fp8_e4m3 int8 fp8_ds_mla; do
+          timeout 120 "$ROOT/build-full/cli/mla" bench --config "$CONFIG" $row --kv-format $fmt > "$OUT/kv_bench.tmp" 2>&1
+          note "kv bench $row --kv-format $fmt: rc $?; $(grep -E '^\|' "$OUT/kv_bench.tmp" | tail -1)"
+          cat "$OUT/kv_bench.tmp" >> "$OUT/kv_bench.log"
+        done
+        timeout 120 "$ROOT/build-full/cli/mla" bench --config "$CONFIG" $row --set cuda.kernel=portable > "$OUT/kv_bench.tmp" 2>&1
+        note "kv bench $row bf16 on the portable kernel: rc $?; $(grep -E '^\|' "$OUT/kv_bench.tmp" | tail -1)"
+        cat "$OUT/kv_bench.tmp" >> "$OUT/kv_bench.log"
+      done
+      timeout 300 "$ROOT/build-full/cli/mla" compare --configs "$ROOT/configs/cpu.json" "$CONFIG" --cases quick \
+          --kv-format fp8_e4m3,fp8_ds_mla,int8 > "$OUT/kv_compare.log" 2>&1
+      rc=$?
+      note "mla compare cpu vs cuda, quantized quick cases: rc $rc"
+      tail -8 "$OUT/kv_compare.log" | tee -a "$OUT/summary.txt"
+      [ $rc -ne 0 ] && STATUS=1
     fi
   else
     note "full build: FAILED (tail of full_build.log follows)"
