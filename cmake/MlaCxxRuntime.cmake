@@ -31,31 +31,39 @@ function(mla_resolve_static_libstdcxx out)
           set(system_lib ${CMAKE_MATCH_1})
         endif()
       endif()
+      # A compiler without a shared libstdc++ (-print-file-name answers a bare name) links its
+      # static one anyway, with every symbol exported unless hidden: the case seen on the GPU
+      # machine's /opt/gcc, where libmla.so then crashed inside PyTorch. Treat it as "differs".
+      set(differs TRUE)
+      set(compiler_real "${compiler_lib} (no shared libstdc++)")
+      set(system_real "")
       if(IS_ABSOLUTE "${compiler_lib}" AND EXISTS "${compiler_lib}")
         file(REAL_PATH "${compiler_lib}" compiler_real)
-        set(system_real "")
         if(system_lib AND EXISTS "${system_lib}")
           file(REAL_PATH "${system_lib}" system_real)
         endif()
-        if(NOT compiler_real STREQUAL system_real)
-          # Only if that compiler's libstdc++.a can go into a shared object (it must be PIC).
-          set(probe ${CMAKE_BINARY_DIR}/CMakeFiles/mla_static_libstdcxx_probe)
-          file(WRITE ${probe}.cpp "#include <sstream>\nextern \"C\" int mla_probe(long v) { std::ostringstream o; o << v; return (int)o.str().size(); }\n")
-          execute_process(COMMAND ${CMAKE_CXX_COMPILER} -shared -fPIC -static-libstdc++ -Wl,--exclude-libs,libstdc++.a
-                                  ${probe}.cpp -o ${probe}.so
-                          RESULT_VARIABLE probe_rc OUTPUT_QUIET ERROR_VARIABLE probe_err)
-          if(probe_rc EQUAL 0)
-            set(choice ON)
-          else()
-            message(WARNING "mla: ${CMAKE_CXX_COMPILER}'s libstdc++ is not the system's, but its libstdc++.a cannot "
-                            "be linked into a shared object, so libmla.so links it dynamically; inside a process "
-                            "that loaded another libstdc++ (PyTorch) it may fail (docs/python.md). ${probe_err}")
-          endif()
+        if(compiler_real STREQUAL system_real)
+          set(differs FALSE)
         endif()
-        if(choice)
-          message(STATUS "mla: ${CMAKE_CXX_COMPILER}'s libstdc++ (${compiler_real}) is not the system's "
-                         "(${system_real}): linking it into libmla.so (MLA_STATIC_LIBSTDCXX=AUTO)")
+      endif()
+      if(differs)
+        # Only if that compiler's libstdc++.a can go into a shared object (it must be PIC).
+        set(probe ${CMAKE_BINARY_DIR}/CMakeFiles/mla_static_libstdcxx_probe)
+        file(WRITE ${probe}.cpp "#include <sstream>\nextern \"C\" int mla_probe(long v) { std::ostringstream o; o << v; return (int)o.str().size(); }\n")
+        execute_process(COMMAND ${CMAKE_CXX_COMPILER} -shared -fPIC -static-libstdc++ -Wl,--exclude-libs,libstdc++.a
+                                ${probe}.cpp -o ${probe}.so
+                        RESULT_VARIABLE probe_rc OUTPUT_QUIET ERROR_VARIABLE probe_err)
+        if(probe_rc EQUAL 0)
+          set(choice ON)
+        else()
+          message(WARNING "mla: ${CMAKE_CXX_COMPILER}'s libstdc++ is not the system's, but its libstdc++.a cannot "
+                          "be linked into a shared object, so libmla.so links it dynamically; inside a process "
+                          "that loaded another libstdc++ (PyTorch) it may fail (docs/python.md). ${probe_err}")
         endif()
+      endif()
+      if(choice)
+        message(STATUS "mla: ${CMAKE_CXX_COMPILER}'s libstdc++ (${compiler_real}) is not the system's "
+                       "(${system_real}): linking it into libmla.so (MLA_STATIC_LIBSTDCXX=AUTO)")
       endif()
     endif()
   endif()
@@ -66,6 +74,12 @@ endfunction()
 function(mla_link_cxx_runtime target)
   mla_resolve_static_libstdcxx(static)
   if(static)
-    target_link_options(${target} PRIVATE -static-libstdc++ LINKER:--exclude-libs,libstdc++.a)
+    target_link_options(${target} PRIVATE -static-libstdc++)
+  endif()
+  # Always: whatever puts a static libstdc++ into libmla.so (this option, or a toolchain that
+  # links it statically by default), its symbols stay inside; with a shared libstdc++ this
+  # changes nothing.
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" OR CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    target_link_options(${target} PRIVATE LINKER:--exclude-libs,libstdc++.a:libsupc++.a)
   endif()
 endfunction()

@@ -331,14 +331,17 @@ class CudaPlan final : public Plan {
   }
 
  private:
-  // 16-byte cp.async loads and 4-byte paired stores need aligned rows.
+  // 16-byte cp.async loads and 4-byte paired stores need aligned rows: strides in whole
+  // 16-byte steps (8 elements of 16 bits, 16 of the 8-bit formats).
   static void check_layout(const char* name, const TensorView& t, int64_t width) {
     if (t.strides[3] != 1)
       fail(ErrorCode::unsupported, std::string(name) + ": the cuda kernels need unit stride in the last dimension");
+    const int64_t step = 16 / static_cast<int64_t>(dtype_size(t.dtype));
     for (int d = 0; d < 3; ++d)
-      if (t.strides[d] % 8 != 0)
-        fail(ErrorCode::unsupported, std::string(name) + ": strides must be multiples of 8 elements, got " +
-                                         std::to_string(t.strides[d]) + " in dimension " + std::to_string(d));
+      if (t.strides[d] % step != 0)
+        fail(ErrorCode::unsupported, std::string(name) + ": strides must be multiples of " + std::to_string(step) +
+                                         " elements (16 bytes), got " + std::to_string(t.strides[d]) + " in dimension " +
+                                         std::to_string(d));
     if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0)
       fail(ErrorCode::unsupported, std::string(name) + ": the cuda kernels need 16-byte aligned data");
     (void)width;

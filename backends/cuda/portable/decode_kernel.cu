@@ -34,22 +34,22 @@ int tile_threads(TileShape shape) {
   return shape == TileShape::m16 ? TraitsM16::kThreads
                                  : shape == TileShape::m32 ? TraitsM32::kThreads : TraitsM64::kThreads;
 }
-size_t decode_smem_bytes(TileShape shape, int stages) {
-  return shape == TileShape::m16   ? TraitsM16::smem_bytes(stages)
-         : shape == TileShape::m32 ? TraitsM32::smem_bytes(stages)
-                                   : TraitsM64::smem_bytes(stages);
+size_t decode_smem_bytes(TileShape shape, int stages, bool staged) {
+  return shape == TileShape::m16   ? TraitsM16::smem_bytes(stages, staged)
+         : shape == TileShape::m32 ? TraitsM32::smem_bytes(stages, staged)
+                                   : TraitsM64::smem_bytes(stages, staged);
 }
 
-void prepare_decode(TileShape shape, Elem elem, int stages) {
-  const int bytes = static_cast<int>(decode_smem_bytes(shape, stages));
+void prepare_decode(TileShape shape, Elem elem, int stages, bool staged) {
+  const int bytes = static_cast<int>(decode_smem_bytes(shape, stages, staged));
   MLA_DISPATCH_DECODE(shape, elem,
                       check(cudaFuncSetAttribute(kernel_ptr<Traits, T>(),
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
                             "cudaFuncSetAttribute(decode_kernel shared memory)"));
 }
 
-int decode_occupancy(TileShape shape, Elem elem, int stages) {
-  const size_t bytes = decode_smem_bytes(shape, stages);
+int decode_occupancy(TileShape shape, Elem elem, int stages, bool staged) {
+  const size_t bytes = decode_smem_bytes(shape, stages, staged);
   int blocks = 0;
   MLA_DISPATCH_DECODE(shape, elem,
                       check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel_ptr<Traits, T>(),
@@ -60,7 +60,7 @@ int decode_occupancy(TileShape shape, Elem elem, int stages) {
 
 void launch_decode(TileShape shape, Elem elem, int stages, int grid, const DecodeParams& params,
                    const ScheduleLayout& layout, cudaStream_t stream) {
-  const size_t bytes = decode_smem_bytes(shape, stages);
+  const size_t bytes = decode_smem_bytes(shape, stages, params.kv_read != KvRead::plain);
   MLA_DISPATCH_DECODE(shape, elem, {
     decode_kernel<Traits, T><<<grid, Traits::kThreads, bytes, stream>>>(params, layout, stages);
     check_launch("decode_kernel launch");

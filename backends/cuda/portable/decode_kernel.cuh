@@ -5,8 +5,9 @@
 
 #include <cmath>
 
+#include <cuda_fp8.h>
+
 #include "decode_traits.cuh"
-#include "mla/kv_codec.hpp"
 #include "mma_sm80.cuh"
 
 namespace mla::cuda::portable {
@@ -23,16 +24,28 @@ struct ElemOps<__half> {
 };
 
 // Eight 8-bit KV values of one chunk as eight T (exact: fp8 values and int8 codes fit a 16-bit
-// float), times `scale` (fp8_ds_mla's group scale, a power of two: still exact).
+// float), times `scale` (fp8_ds_mla's group scale, a power of two: still exact). fp8 pairs go
+// through cuda_fp8.h's e4m3x2 -> half2 conversion (one instruction on sm_89+, emulated before).
 template <typename T>
 __device__ __forceinline__ uint4 dequantize_chunk(uint2 raw, bool is_int8, float scale) {
-  const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
-  float v[8];
+  uint32_t out[4];
+  const uint32_t words[2] = {raw.x, raw.y};
 #pragma unroll
-  for (int k = 0; k < 8; ++k)
-    v[k] = (is_int8 ? static_cast<float>(static_cast<int8_t>(b[k])) : kv_codec::fp8_e4m3_to_float(b[k])) * scale;
-  return make_uint4(ElemOps<T>::pack(v[0], v[1]), ElemOps<T>::pack(v[2], v[3]), ElemOps<T>::pack(v[4], v[5]),
-                    ElemOps<T>::pack(v[6], v[7]));
+  for (int k = 0; k < 4; ++k) {
+    const uint16_t two = static_cast<uint16_t>(words[k / 2] >> (16 * (k % 2)));
+    float a, b;
+    if (is_int8) {
+      a = static_cast<float>(static_cast<int8_t>(two & 0xff));
+      b = static_cast<float>(static_cast<int8_t>(two >> 8));
+    } else {
+      const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two), __NV_E4M3);
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
+      a = f.x;
+      b = f.y;
+    }
+    out[k] = ElemOps<T>::pack(a * scale, b * scale);
+  }
+  return make_uint4(out[0], out[1], out[2], out[3]);
 }
 
 // Eight bf16 values (fp8_ds_mla's rope) as eight T.
@@ -69,6 +82,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   T* p_s = reinterpret_cast<T*>(smem + Traits::kQBytes + stages * Traits::kStageBytes);
   float* red_max = reinterpret_cast<float*>(smem + Traits::kQBytes + stages * Traits::kStageBytes + Traits::kPBytes);
   float* red_sum = red_max + kCW * kM;
+  // 8-bit caches: each stage's raw token bytes (kRawTokenBytes apart), dequantized into kv_s.
+  unsigned char* raw_s = reinterpret_cast<unsigned char*>(red_sum + kCW * kM);
+  const bool staged = p.kv_read != KvRead::plain;
+  const int token_bytes = p.kv_read == KvRead::fp8_ds_mla ? kRawTokenBytes : kDqk;  // multiples of 16
 
   const int tid = threadIdx.x;
   const int warp = tid / 32, lane = tid % 32;
@@ -120,23 +137,31 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         for (int ch = sub; ch < kChunks; ch += Traits::kThreadsPerKey) cp_async_16(dst + ch * 8, src + ch * 8, valid);
         return;
       }
-      // 8-bit formats: plain loads, dequantized on the way into the tile (the strides count
-      // bytes). Keys past the range are zeros, never read (they may be poison).
-      const uint8_t* bytes = reinterpret_cast<const uint8_t*>(src);
-      for (int ch = sub; ch < kChunks; ch += Traits::kThreadsPerKey) {
-        uint4 v = make_uint4(0u, 0u, 0u, 0u);
-        if (valid) {
-          if (p.kv_read != KvRead::fp8_ds_mla) {
-            v = dequantize_chunk<T>(*reinterpret_cast<const uint2*>(bytes + ch * 8), p.kv_read == KvRead::int8_per_channel, 1.f);
-          } else if (ch < kDv / 8) {  // latent: 8 fp8 of group ch / 16 (128 values per scale)
-            const float scale = *reinterpret_cast<const float*>(bytes + kDv + 4 * (ch / 16));
-            v = dequantize_chunk<T>(*reinterpret_cast<const uint2*>(bytes + ch * 8), false, scale);
-          } else {  // rope: 8 bf16 after the 4 scales
-            const uint2* r = reinterpret_cast<const uint2*>(bytes + kDv + 16 + (ch - kDv / 8) * 16);
-            v = rope_chunk<T>(r[0], r[1]);
-          }
+      // 8-bit formats: the token's bytes into the stage's staging area (zeros past the range,
+      // never read: they may be poison); dequantize_stage turns them into the 16-bit tile.
+      unsigned char* raw = raw_s + (stage * kBlockN + key_local) * kRawTokenBytes;
+      const unsigned char* bytes = reinterpret_cast<const unsigned char*>(src);
+      for (int ch = sub; ch < token_bytes / 16; ch += Traits::kThreadsPerKey)
+        cp_async_16(raw + ch * 16, bytes + ch * 16, valid);
+    };
+    // A staged tile's bytes (landed: after the wait and barrier) as the 16-bit tile of the stage.
+    auto dequantize_stage = [&](int stage) {
+      const unsigned char* raw0 = raw_s + stage * kBlockN * kRawTokenBytes;
+      T* dst0 = kv_s + stage * (kBlockN * kRowStride);
+      for (int idx = tid; idx < kBlockN * kChunks; idx += kThreads) {
+        const int key = idx / kChunks, ch = idx % kChunks;
+        const unsigned char* bytes = raw0 + key * kRawTokenBytes;
+        uint4 v;
+        if (p.kv_read != KvRead::fp8_ds_mla) {
+          v = dequantize_chunk<T>(*reinterpret_cast<const uint2*>(bytes + ch * 8), p.kv_read == KvRead::int8_per_channel, 1.f);
+        } else if (ch < kDv / 8) {  // latent: 8 fp8 of group ch / 16 (128 values per scale)
+          const float scale = *reinterpret_cast<const float*>(bytes + kDv + 4 * (ch / 16));
+          v = dequantize_chunk<T>(*reinterpret_cast<const uint2*>(bytes + ch * 8), false, scale);
+        } else {  // rope: 8 bf16 after the 4 scales
+          const uint2* r = reinterpret_cast<const uint2*>(bytes + kDv + 16 + (ch - kDv / 8) * 16);
+          v = rope_chunk<T>(r[0], r[1]);
         }
-        *reinterpret_cast<uint4*>(dst + ch * 8) = v;
+        *reinterpret_cast<uint4*>(dst0 + key * kRowStride + ch * 8) = v;
       }
     };
     if (n_tiles > 0) load_tile(0, 0);
@@ -176,6 +201,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           *pair = ElemOps<T>::pack(static_cast<float>(q2[0]) * p.kv_scale[d], static_cast<float>(q2[1]) * p.kv_scale[d + 1]);
         }
         __syncthreads();
+      }
+      if (staged) {
+        dequantize_stage(i % stages);
+        __syncthreads();  // the 16-bit tile complete
       }
 
       const T* k_s = kv_s + (i % stages) * (kBlockN * kRowStride);

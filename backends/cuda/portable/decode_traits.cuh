@@ -20,6 +20,9 @@ inline constexpr int kPad = 8;                    // elements of row padding in 
 inline constexpr int kRowStride = kDqk + kPad;    // 1168-byte rows are 16 mod 128 bytes, so the
 inline constexpr int kPStride = kBlockN + kPad;   // 8 rows of an ldmatrix hit distinct banks
 inline constexpr int kChunks = kDqk / 8;          // 16-byte chunks per 576-element row
+// 8-bit caches land first in a byte staging area of the stage (cp.async), then are dequantized
+// into the 16-bit tile: room for the widest token, fp8_ds_mla's 656 bytes (41 chunks of 16).
+inline constexpr int kRawTokenBytes = kDv + 4 * (kDv / 128) + 2 * (kDqk - kDv);
 
 template <int ROW_WARPS, int COL_WARPS>
 struct DecodeTraits {
@@ -41,7 +44,11 @@ struct DecodeTraits {
   static constexpr size_t kStageBytes = size_t(kBlockN) * kRowStride * 2;
   static constexpr size_t kPBytes = size_t(kM) * kPStride * 2;
   static constexpr size_t kRedBytes = size_t(COL_WARPS) * kM * 4;
-  static constexpr size_t smem_bytes(int stages) { return kQBytes + stages * kStageBytes + kPBytes + 2 * kRedBytes; }
+  static constexpr size_t kRawStageBytes = size_t(kBlockN) * kRawTokenBytes;
+  // Shared memory, in bytes; 8-bit caches add a byte staging area per stage after red_sum.
+  static constexpr size_t smem_bytes(int stages, bool staged = false) {
+    return kQBytes + stages * kStageBytes + kPBytes + 2 * kRedBytes + (staged ? stages * kRawStageBytes : 0);
+  }
 };
 
 using TraitsM16 = DecodeTraits<1, 4>;

@@ -44,7 +44,8 @@ ScheduleLayout carve_schedule_layout(void* base, int64_t batch, int64_t max_spli
 enum class TileShape : int { m16 = 0, m32 = 1, m64 = 2 };
 int tile_rows(TileShape shape);
 int tile_threads(TileShape shape);
-size_t decode_smem_bytes(TileShape shape, int stages);
+// staged: an 8-bit KV format (its byte staging area counts too).
+size_t decode_smem_bytes(TileShape shape, int stages, bool staged = false);
 
 enum class Elem : int { bf16 = 0, fp16 = 1 };
 
@@ -80,9 +81,9 @@ struct DecodeParams {
 };
 
 // Max CTAs of the decode kernel resident per SM (the persistent grid is this times the SMs).
-int decode_occupancy(TileShape shape, Elem elem, int stages);
+int decode_occupancy(TileShape shape, Elem elem, int stages, bool staged = false);
 // Raises the kernels' dynamic shared-memory limit; once per device and shape.
-void prepare_decode(TileShape shape, Elem elem, int stages);
+void prepare_decode(TileShape shape, Elem elem, int stages, bool staged = false);
 
 void launch_scheduler(const int32_t* cache_seqlens, int32_t batch, int32_t capacity_tokens, int32_t units,
                       int32_t target_items, int32_t min_chunk, int32_t granule, const ScheduleLayout& layout,

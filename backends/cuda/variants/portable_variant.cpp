@@ -33,24 +33,25 @@ class PortableVariant final : public KernelVariant {
     c.shape = rows <= 16 ? pk::TileShape::m16 : rows <= 32 ? pk::TileShape::m32 : pk::TileShape::m64;
     c.threads = pk::tile_threads(c.shape);
     const size_t smem_limit = device.prop.sharedMemPerBlockOptin;
+    const bool staged = is_quantized(p.kv_format);  // 8-bit tiles stage their bytes in shared memory
     // Pipeline depth: the most resident CTAs first (latency hiding across CTAs), then the
     // deepest pipeline at that occupancy.
     c.stages = 0;
     int occ = 0;
     for (int st = static_cast<int>(config.max_stages); st >= 2; --st) {
-      if (pk::decode_smem_bytes(c.shape, st) > smem_limit) continue;
-      pk::prepare_decode(c.shape, c.elem, st);
-      const int o = pk::decode_occupancy(c.shape, c.elem, st);
+      if (pk::decode_smem_bytes(c.shape, st, staged) > smem_limit) continue;
+      pk::prepare_decode(c.shape, c.elem, st, staged);
+      const int o = pk::decode_occupancy(c.shape, c.elem, st, staged);
       if (o > occ) {
         occ = o;
         c.stages = st;
       }
     }
     if (c.stages == 0 || occ < 1)
-      fail(ErrorCode::unsupported, "cuda: the portable kernel needs " + std::to_string(pk::decode_smem_bytes(c.shape, 2)) +
+      fail(ErrorCode::unsupported, "cuda: the portable kernel needs " + std::to_string(pk::decode_smem_bytes(c.shape, 2, staged)) +
                                        " bytes of shared memory per block; " + device.describe() + " allows " +
                                        std::to_string(smem_limit));
-    pk::prepare_decode(c.shape, c.elem, c.stages);
+    pk::prepare_decode(c.shape, c.elem, c.stages, staged);
     c.ctas_per_sm = config.ctas_per_sm > 0 ? std::min<int>(occ, static_cast<int>(config.ctas_per_sm)) : occ;
     c.grid = c.ctas_per_sm * device.prop.multiProcessorCount;
     c.m_tiles = static_cast<int>((rows + pk::tile_rows(c.shape) - 1) / pk::tile_rows(c.shape));
@@ -60,7 +61,8 @@ class PortableVariant final : public KernelVariant {
         << "), " << c.stages << "-stage cp.async pipeline, persistent grid " << c.grid << " = " << c.ctas_per_sm
         << " CTA/SM x " << device.prop.multiProcessorCount << " SMs";
     if (is_quantized(p.kv_format))
-      why << ", " << kv_format_name(p.kv_format) << " cache dequantized into its 16-bit shared-memory tile";
+      why << ", " << kv_format_name(p.kv_format)
+          << " cache: bytes staged in shared memory by cp.async, dequantized into the 16-bit tile";
     return c;
   }
 
