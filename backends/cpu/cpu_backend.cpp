@@ -128,11 +128,13 @@ KernelChoice highway_choice(const SimdKernel& k, const std::string& why) {
 // Why the AVX-512 BF16 kernel cannot run `p`; empty when it can. It multiplies bf16 pairs
 // straight from the query rows and the cache rows, so both must hold bf16.
 std::string bf16_kernel_mismatch(const Problem& p) {
-  if (p.kv_format != KvFormat::bf16)
-    return std::string("the AVX-512 BF16 kernel reads bf16 caches only; the ") + kv_format_name(p.kv_format) +
-           " cache is " + (is_quantized(p.kv_format) ? "dequantized" : "widened") + " to fp32 per KV tile";
+  if (p.kv_format != KvFormat::bf16 && !is_quantized(p.kv_format))
+    return std::string("the AVX-512 BF16 kernel reads bf16 and 8-bit caches; the ") + kv_format_name(p.kv_format) +
+           " cache is widened to fp32 per KV tile";
   if (p.dtype != DType::bf16) return "the AVX-512 BF16 kernel needs bf16 queries";
   if (p.d_qk() % 2 != 0 || p.d_v() % 64 != 0) return "the AVX-512 BF16 kernel needs even d_qk and d_v a multiple of 64";
+  if (is_quantized(p.kv_format) && (p.d_qk() % 32 != 0 || p.d_c % 32 != 0))
+    return "the AVX-512 BF16 kernel dequantizes 8-bit tiles 32 values at a time: d_qk and d_c multiples of 32";
   return {};
 }
 
@@ -143,7 +145,11 @@ std::string bf16_kernel_mismatch(const Problem& p) {
 KernelChoice choose_kernel(const Problem& p, const CpuConfig& config) {
   const std::string bf16_mismatch = bf16_kernel_mismatch(p);
   const KernelChoice bf16{&run_task_avx512_bf16, "cpu_flash_decode_avx512bf16",
-                          "AVX-512 BF16 dot products (bf16 queries, a bf16 cache and the CPU has avx512_bf16)"};
+                          is_quantized(p.kv_format)
+                              ? "AVX-512 BF16 dot products on each KV tile dequantized to bf16 (exact for the " +
+                                    std::string(kv_format_name(p.kv_format)) +
+                                    " codes; kv_scale folded into q and out), bf16 queries, the CPU has avx512_bf16"
+                              : "AVX-512 BF16 dot products (bf16 queries, a bf16 cache and the CPU has avx512_bf16)"};
   if (config.isa == "avx512_bf16") {
     if (!cpu_has_avx512_bf16())
       fail(ErrorCode::unsupported, "cpu: config cpu.isa = avx512_bf16 but this CPU lacks avx512_bf16");

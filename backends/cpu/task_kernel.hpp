@@ -42,6 +42,7 @@ struct TaskArgs {
 struct TaskScratch {
   std::vector<float> acc, scores, row_max, row_sum, alpha;
   std::vector<uint32_t> q_packed, p_packed, v_packed;
+  std::vector<uint16_t> kv_bf16;  // the AVX-512 BF16 kernel's tile of an 8-bit cache, as bf16 rows
   std::vector<float> q_f32, q_t, kv_f32;
   std::vector<int32_t> visible;
   std::vector<const void*> key_rows;

@@ -25,6 +25,7 @@ void run_task_avx512_bf16(const TaskArgs&, TaskScratch&) {
 #include <limits>
 
 #include "mla/error.hpp"
+#include "mla/half.hpp"
 #include "task_kernel.hpp"
 
 namespace mla::cpu {
@@ -55,6 +56,52 @@ inline __m512 exp512(__m512 x) {
 }
 
 inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
+
+// 16 fp8 e4m3 bytes as floats: a normal code's magnitude bits shifted into an fp32 with the
+// exponent rebiased (+120) are its value; the 8 subnormal codes are integers times 2^-9.
+inline __m512 fp8x16_to_ps(const uint8_t* p) {
+  const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi32(0x7f));
+  const __m512 normal = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23)));
+  const __m512 subnormal = _mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(0x1p-9f));
+  __m512 f = _mm512_mask_blend_ps(_mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8)), normal, subnormal);
+  f = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f), _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x80)), 24)));
+  return _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7f)), f,
+                              _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+}
+
+inline __m512 int8x16_to_ps(const uint8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+
+// 32 floats as 32 bf16 at dst (the values here are exact in bf16: no rounding happens).
+inline void store_bf16x32(__m512 lo, __m512 hi, uint16_t* dst) {
+  _mm512_storeu_si512(dst, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+}
+
+// One token of an 8-bit format as d_qk bf16 values, without its kv_scale (folded into q and
+// out): fp8 and int8 codes, and fp8 times fp8_ds_mla's power-of-two group scales, are bf16
+// values, so the tile the BF16 dot products read is the dequantized cache exactly.
+// d_qk and d_c multiples of 32 (bf16_kernel_mismatch checks).
+void token_to_bf16(const uint8_t* t, KvFormat format, int d_c, int d_r, uint16_t* dst) {
+  if (format == KvFormat::int8) {
+    for (int c = 0; c < d_c + d_r; c += 32) store_bf16x32(int8x16_to_ps(t + c), int8x16_to_ps(t + c + 16), dst + c);
+    return;
+  }
+  if (format == KvFormat::fp8_e4m3) {
+    for (int c = 0; c < d_c + d_r; c += 32) store_bf16x32(fp8x16_to_ps(t + c), fp8x16_to_ps(t + c + 16), dst + c);
+    return;
+  }
+  const int groups = d_c / static_cast<int>(kKvScaleGroup);  // fp8_ds_mla
+  for (int g = 0; g < groups; ++g) {
+    float scale;
+    std::memcpy(&scale, t + d_c + 4 * g, sizeof scale);
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int c = g * static_cast<int>(kKvScaleGroup); c < (g + 1) * static_cast<int>(kKvScaleGroup); c += 32)
+      store_bf16x32(_mm512_mul_ps(fp8x16_to_ps(t + c), vs), _mm512_mul_ps(fp8x16_to_ps(t + c + 16), vs), dst + c);
+  }
+  std::memcpy(dst + d_c, t + d_c + 4 * groups, static_cast<size_t>(d_r) * sizeof(uint16_t));  // rope: bf16 already
+}
 
 // S^T[j][0..16V) for T keys at once: T x V accumulators, Q^T vectors reused across keys.
 template <int T, int V>
@@ -139,10 +186,12 @@ void accumulate_values(const uint32_t* P, int m_stride, const uint32_t* Vp, int 
 }  // namespace
 
 void run_task_avx512_bf16(const TaskArgs& a, TaskScratch& s) {
-  // choose_kernel sends only bf16 queries on a bf16 cache here; anything else would be read as
-  // bf16 pairs and give wrong numbers silently.
-  if (a.dtype != DType::bf16 || a.kv_format != KvFormat::bf16 || a.kv_fold)
-    fail(ErrorCode::internal, "cpu: the AVX-512 BF16 kernel was given a non-bf16 query or cache");
+  // choose_kernel sends only bf16 queries on a bf16 or 8-bit cache here; anything else would be
+  // read as bf16 pairs and give wrong numbers silently.
+  const bool eight_bit = a.kv_format == KvFormat::fp8_e4m3 || a.kv_format == KvFormat::int8 ||
+                         a.kv_format == KvFormat::fp8_ds_mla;
+  if (a.dtype != DType::bf16 || (a.kv_format != KvFormat::bf16 && !eight_bit) || (a.kv_fold && !eight_bit))
+    fail(ErrorCode::internal, "cpu: the AVX-512 BF16 kernel was given a query or cache it does not read");
   const int rows = a.rows, d_v = a.d_v, tile = a.tile;
   const int kp = a.d_qk / 2;
   const int m_pad = (rows + 15) / 16 * 16;
@@ -152,7 +201,15 @@ void run_task_avx512_bf16(const TaskArgs& a, TaskScratch& s) {
   s.q_packed.assign(static_cast<size_t>(kp) * m_pad, 0u);
   for (int r = 0; r < rows; ++r) {
     const auto* q = static_cast<const uint16_t*>(a.q_rows[r]);
-    for (int k = 0; k < kp; ++k) s.q_packed[static_cast<size_t>(k) * m_pad + r] = load_pair(q + 2 * k);
+    for (int k = 0; k < kp; ++k) {
+      uint32_t pair = load_pair(q + 2 * k);
+      if (a.kv_fold) {  // q_c * s_c, rounded to bf16 (the one rounding the 8-bit path adds)
+        const uint16_t lo = float_to_bf16(bf16_to_float(q[2 * k]) * a.kv_fold[2 * k]);
+        const uint16_t hi = float_to_bf16(bf16_to_float(q[2 * k + 1]) * a.kv_fold[2 * k + 1]);
+        pair = static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
+      }
+      s.q_packed[static_cast<size_t>(k) * m_pad + r] = pair;
+    }
   }
   s.acc.assign(static_cast<size_t>(m_pad) * d_v, 0.0f);
   s.row_max.assign(static_cast<size_t>(m_pad), kNegInf);
@@ -169,7 +226,9 @@ void run_task_avx512_bf16(const TaskArgs& a, TaskScratch& s) {
     visible[static_cast<size_t>(r)] = static_cast<int32_t>(a.visible[r]);
     end = std::max(end, std::min(a.end, a.visible[r]));
   }
-  const size_t elem = sizeof(uint16_t);
+  const size_t elem = dtype_size(kv_format_traits(a.kv_format).element);  // the cache's element size
+  const int d_c = a.d_v, d_r = a.d_qk - a.d_v;
+  if (eight_bit) s.kv_bf16.resize(static_cast<size_t>(tile) * a.d_qk);
   const __m512 scale = _mm512_set1_ps(a.scale);
   const __m512 neg_inf = _mm512_set1_ps(kNegInf);
   alignas(64) static const uint16_t pair_idx[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
@@ -184,7 +243,14 @@ void run_task_avx512_bf16(const TaskArgs& a, TaskScratch& s) {
       const int64_t token = n0 + j;
       const int64_t block = a.block_row[token / a.page_size];
       const int64_t off = block * a.block_stride + (token % a.page_size) * a.token_stride + a.head_offset;
-      keys[j] = reinterpret_cast<const uint16_t*>(static_cast<const char*>(a.kv) + off * static_cast<int64_t>(elem));
+      const char* token_ptr = static_cast<const char*>(a.kv) + off * static_cast<int64_t>(elem);
+      if (eight_bit) {  // dequantized into this tile's bf16 rows
+        uint16_t* row = s.kv_bf16.data() + static_cast<size_t>(j) * a.d_qk;
+        token_to_bf16(reinterpret_cast<const uint8_t*>(token_ptr), a.kv_format, d_c, d_r, row);
+        keys[j] = row;
+      } else {
+        keys[j] = reinterpret_cast<const uint16_t*>(token_ptr);
+      }
     }
     float* S = s.scores.data();
     for (int m0 = 0; m0 < m_pad; m0 += 128)
@@ -261,6 +327,8 @@ void run_task_avx512_bf16(const TaskArgs& a, TaskScratch& s) {
     }
     const float inv = 1.0f / sum;
     for (int d = 0; d < d_v; ++d) out[d] = s.acc[static_cast<size_t>(r) * d_v + d] * inv;
+    if (a.kv_fold)  // out_c * s_c: the value scale folded out of the tile
+      for (int d = 0; d < d_v; ++d) out[d] *= a.kv_fold[d];
     a.lse[r] = s.row_max[static_cast<size_t>(r)] + std::log(sum);
   }
 }

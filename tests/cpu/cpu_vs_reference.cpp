@@ -119,23 +119,27 @@ TEST_CASE("cpu explain names the kernel and how each KV format is read", "[cpu][
   p.num_blocks = 1;
   p.max_blocks_per_seq = 1;
   p.kv_format = KvFormat::int8;
-  CHECK_THAT(device->plan(p)->explain(),
-             Catch::Contains("Highway kernel") && Catch::Contains("per-channel kv_scale, which is folded into q"));
-  // Where "auto" would pick the AVX-512 BF16 kernel for bf16, it says why a quantized cache does not.
+  // Where "auto" picks the AVX-512 BF16 kernel (bf16 queries, the CPU has avx512_bf16), it also
+  // takes the 8-bit formats, dequantizing each tile to bf16; elsewhere the Highway kernel folds
+  // the scales. fp16 / fp32 caches are widened by the Highway kernel everywhere.
   const bool bf16_cpu = cpu::best_simd_target_is_avx512() && cpu::cpu_has_avx512_bf16();
-  if (bf16_cpu) CHECK_THAT(device->plan(p)->explain(), Catch::Contains("reads bf16 caches only"));
+  if (bf16_cpu) {
+    CHECK_THAT(device->plan(p)->explain(), Catch::Contains("each KV tile dequantized to bf16") &&
+                                               Catch::Contains("int8 codes; kv_scale folded into q and out"));
+    CHECK(device->plan(p)->kernel_name() == "cpu_flash_decode_avx512bf16");
+  } else {
+    CHECK_THAT(device->plan(p)->explain(),
+               Catch::Contains("Highway kernel") && Catch::Contains("per-channel kv_scale, which is folded into q"));
+  }
+  auto hwy = open_device(config_for("cpu", {{"cpu", {{"isa", cpu::best_simd_kernel().target}}}}));
+  CHECK_THAT(hwy->plan(p)->explain(), Catch::Contains("per-channel kv_scale, which is folded into q"));
   p.kv_format = KvFormat::fp8_e4m3;
-  CHECK_THAT(device->plan(p)->explain(), Catch::Contains("per-tensor kv_scale, which is folded into q"));
+  CHECK_THAT(hwy->plan(p)->explain(), Catch::Contains("per-tensor kv_scale, which is folded into q"));
   p.kv_format = KvFormat::fp8_ds_mla;
-  CHECK_THAT(device->plan(p)->explain(), Catch::Contains("with its in-token scales"));
+  CHECK_THAT(hwy->plan(p)->explain(), Catch::Contains("with its in-token scales"));
   p.kv_format = KvFormat::fp16;
   CHECK_THAT(device->plan(p)->explain(), Catch::Contains("fp16 cache widened"));
-  // A cpu.isa = avx512_bf16 config on a quantized cache falls back to Highway and says why.
-  if (cpu::cpu_has_avx512_bf16()) {
-    auto bf16 = open_device(config_for("cpu", {{"cpu", {{"isa", "avx512_bf16"}}}}));
-    p.kv_format = KvFormat::fp8_e4m3;
-    CHECK_THAT(bf16->plan(p)->kernel_name(), Catch::StartsWith("cpu_flash_decode_hwy_"));
-  }
+  if (bf16_cpu) CHECK_THAT(device->plan(p)->explain(), Catch::Contains("reads bf16 and 8-bit caches"));
 }
 
 TEST_CASE("cpu: a NaN or Inf kv_scale gives NaN rows wherever the reference does", "[cpu][kv][nonfinite]") {

@@ -88,10 +88,12 @@ Problem with_format(Problem p, KvFormat format) {
 // Every KV format (bf16 queries), then plain caches of another dtype than the queries: few
 // rows (1 head, causal s_q 2, lengths 0 / tile edge / three tiles), many rows (64 heads, page
 // 7, varlen), GQA with splits across pages, absorb. `expect_bf16` is the kernel "auto" runs for
-// bf16 on bf16; every other format must run on the Highway copy `expect_hwy`.
+// bf16 queries on a bf16 or 8-bit cache (the BF16 kernel dequantizes 8-bit tiles to bf16);
+// fp16 / fp32 caches must run on the Highway copy `expect_hwy`.
 void check_formats(Device& device, uint64_t seed, const std::string& expect_bf16, const std::string& expect_hwy) {
   for (const KvFormatTraits& kv : kv_formats()) {
-    const std::string many_rows_kernel = kv.format == KvFormat::bf16 ? expect_bf16 : expect_hwy;
+    const bool bf16_kernel_reads = kv.format == KvFormat::bf16 || is_quantized(kv.format);
+    const std::string many_rows_kernel = bf16_kernel_reads ? expect_bf16 : expect_hwy;
     InputSpec edges;
     edges.seqlens = {0, 33, 97};
     check_case(device, with_format(small_problem(3, 2, 1, 1, true, 16), kv.format), edges, seed, "");
