@@ -63,7 +63,9 @@ const char* operand_name(TensorView RunArgs::*member) {
 
 KvFormat to_kv_format(const mla_problem& c) {
   if (c.kv_format != MLA_KV_FORMAT_FROM_DTYPE)
-    return static_cast<KvFormat>(checked_enum(c.kv_format, MLA_KV_FORMAT_INT8, "problem.kv_format"));
+    // The last value of the traits table: a new format needs no edit here.
+    return static_cast<KvFormat>(
+        checked_enum(c.kv_format, static_cast<int32_t>(kv_formats().back().format), "problem.kv_format"));
   if (c.kv_scaling != MLA_KV_SCALING_NONE)
     fail(ErrorCode::invalid_argument,
          "problem.kv_scaling: quantized caches are named by problem.kv_format (fp8_e4m3, fp8_ds_mla, int8); "
