@@ -346,6 +346,21 @@ mla_status* mla_write_kv(mla_write_kv_args* args) {
   });
 }
 
+// ---- Context parallelism ----------------------------------------------------------------
+
+mla_status* mla_merge_context_parallel(mla_context_merge_args* args) {
+  return guarded("mla_merge_context_parallel", [&](std::string& backend) {
+    require_struct(args, args ? args->struct_size : 0, MLA_C_API_V1_SIZE(mla_context_merge_args, stream),
+                   "mla_context_merge_args");
+    const PlanState& state = plan_state(args->plan, "plan");
+    backend = state.backend;
+    require_pointer(args->communicator, "communicator");
+    std::unique_ptr<mla::Communicator> comm = state.device->wrap_native_communicator(args->communicator);
+    state.device->merge_context_parallel(state.plan->problem(), to_view(args->out, "out"), to_view(args->lse, "lse"),
+                                         *comm, args->stream);
+  });
+}
+
 // ---- Checking results -------------------------------------------------------------------
 
 mla_status* mla_reference_check(mla_reference_check_args* args) {

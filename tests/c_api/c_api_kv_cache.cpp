@@ -290,3 +290,47 @@ TEST_CASE("c_api: a caller built against the 0.1 header (no kv_format and no kv_
   REQUIRE(!status);
   CHECK(check.passed == 1);
 }
+
+TEST_CASE("c_api: mla_merge_context_parallel needs the backend's native communicator", "[c_api][context_parallel]") {
+  // Host backends have none (the C++ API takes any mla::Communicator): a clear refusal, and the
+  // outputs untouched. A missing communicator or plan is the caller's error.
+  DeviceHandle device(open_cpu_device_c());
+  mla_problem problem;
+  mla_problem_init(&problem);
+  problem.batch = 2;
+  problem.h_q = 16;
+  problem.num_blocks = 4;
+  problem.max_blocks_per_seq = 2;
+  problem.dtype = MLA_DTYPE_FP32;  // out and lse below are float
+  problem.kv_dtype = MLA_DTYPE_FP32;
+  mla_plan_create_args plan_args{};
+  plan_args.struct_size = sizeof plan_args;
+  plan_args.device = device.get();
+  plan_args.problem = &problem;
+  REQUIRE(!Status(mla_plan_create(&plan_args)));
+  PlanHandle plan(plan_args.plan);
+
+  std::vector<float> out(2 * 16 * 512, 0.5f), lse(2 * 16, 1.5f);
+  const int64_t out_shape[4] = {2, 1, 16, 512}, lse_shape[3] = {2, 16, 1};
+  mla_context_merge_args args{};
+  args.struct_size = sizeof args;
+  args.plan = plan.get();
+  args.out = mla_tensor_contiguous(out.data(), MLA_DTYPE_FP32, 4, out_shape, MLA_MEMORY_HOST);
+  args.lse = mla_tensor_contiguous(lse.data(), MLA_DTYPE_FP32, 3, lse_shape, MLA_MEMORY_HOST);
+
+  Status missing(mla_merge_context_parallel(&args));
+  CHECK(mla_status_get_code(missing.get()) == MLA_ERROR_INVALID_ARGUMENT);
+  CHECK_THAT(std::string(mla_status_message(missing.get())), Catch::Contains("communicator"));
+
+  int not_a_communicator = 0;
+  args.communicator = &not_a_communicator;
+  Status refused(mla_merge_context_parallel(&args));
+  CHECK(mla_status_get_code(refused.get()) == MLA_ERROR_UNSUPPORTED);
+  CHECK_THAT(std::string(mla_status_message(refused.get())), Catch::Contains("no native communicator"));
+  CHECK(std::string(mla_status_backend(refused.get())) == "cpu");
+  CHECK(out[0] == 0.5f);
+  CHECK(lse[0] == 1.5f);
+
+  args.plan = nullptr;
+  CHECK(mla_status_get_code(Status(mla_merge_context_parallel(&args)).get()) == MLA_ERROR_INVALID_ARGUMENT);
+}

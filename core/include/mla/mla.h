@@ -395,6 +395,24 @@ typedef struct mla_write_kv_args {
  * power-of-two scale. Host backends: complete on return. Device backends: ordered on `stream`. */
 MLA_API mla_status* mla_write_kv(mla_write_kv_args* args);
 
+/* ---- Context parallelism (every sequence's tokens split across ranks) ---------------- */
+
+typedef struct mla_context_merge_args {
+  size_t struct_size;
+  const mla_plan* plan; /* the plan this rank ran its shard with (gives problem and device) */
+  mla_tensor out;       /* this rank's partial out, replaced by the merged result */
+  mla_tensor lse;       /* likewise */
+  void* communicator;   /* the backend's native communicator: an ncclComm_t on cuda; stays the caller's */
+  void* stream;
+} mla_context_merge_args;
+
+/* After this rank ran its shard of every sequence's tokens (docs/context-parallel.md: shards in
+ * rank order, the newest tokens on the last rank), merges every rank's partial out and lse so
+ * each rank holds the full result. cuda: an NCCL all-gather on `stream`, then a merge kernel;
+ * NCCL is loaded at run time (libnccl.so.2 or MLA_NCCL_LIBRARY). Host backends have no native
+ * communicator and answer MLA_ERROR_UNSUPPORTED (the C++ API takes any mla::Communicator). */
+MLA_API mla_status* mla_merge_context_parallel(mla_context_merge_args* args);
+
 /* ---- Checking results --------------------------------------------------------------- */
 
 typedef struct mla_reference_check_args {
