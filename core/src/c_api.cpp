@@ -211,12 +211,10 @@ mla_status* mla_device_supports(mla_supports_args* args) {
     require_pointer(args->device, "device");
     backend = args->device->backend;
     require_struct(args->problem, args->problem ? args->problem->struct_size : 0,
-                   MLA_C_API_V1_SIZE(mla_problem, kv_scale_tile), "mla_problem");
-    mla_problem defaults;
-    mla_problem_init(&defaults);
+                   MLA_C_API_V1_SIZE(mla_problem, kv_scale_tile), "mla_problem");  // a bad struct is an error
     mla::Support support;
     try {
-      support = args->device->device->supports(to_problem(read_struct(*args->problem, defaults)));
+      support = args->device->device->supports(read_problem(args->problem));
     } catch (const mla::Error& e) {  // a field the conversion rejects is an answer too
       support = {false, e.code(), e.what()};
     }
@@ -235,11 +233,7 @@ mla_status* mla_plan_create(mla_plan_create_args* args) {
     args->plan = nullptr;
     require_pointer(args->device, "device");
     backend = args->device->backend;
-    require_struct(args->problem, args->problem ? args->problem->struct_size : 0,
-                   MLA_C_API_V1_SIZE(mla_problem, kv_scale_tile), "mla_problem");
-    mla_problem defaults;
-    mla_problem_init(&defaults);
-    mla::Problem problem = to_problem(read_struct(*args->problem, defaults));
+    mla::Problem problem = read_problem(args->problem);
 
     auto state = std::make_shared<PlanState>();
     state->device = args->device->device;
@@ -328,13 +322,8 @@ mla_status* mla_write_kv(mla_write_kv_args* args) {
                    "mla_write_kv_args");
     require_pointer(args->device, "device");
     backend = args->device->backend;
-    if (args->kv_format == MLA_KV_FORMAT_FROM_DTYPE)
-      mla::fail(mla::ErrorCode::invalid_argument, "kv_format: name the cache's format (MLA_KV_FORMAT_*)");
-    mla_problem format_only;
-    mla_problem_init(&format_only);
-    format_only.kv_format = args->kv_format;
     mla::WriteKvArgs w;
-    w.kv_format = to_problem(format_only).kv_format;
+    w.kv_format = to_kv_format(args->kv_format, "kv_format");
     w.kv_c = to_view(args->kv_c, "kv_c");
     w.k_pe = to_view(args->k_pe, "k_pe");
     w.slot_mapping = to_view(args->slot_mapping, "slot_mapping");

@@ -61,11 +61,8 @@ const char* operand_name(TensorView RunArgs::*member) {
   return "operand";
 }
 
-KvFormat to_kv_format(const mla_problem& c) {
-  if (c.kv_format != MLA_KV_FORMAT_FROM_DTYPE)
-    // The last value of the traits table: a new format needs no edit here.
-    return static_cast<KvFormat>(
-        checked_enum(c.kv_format, static_cast<int32_t>(kv_formats().back().format), "problem.kv_format"));
+KvFormat problem_kv_format(const mla_problem& c) {
+  if (c.kv_format != MLA_KV_FORMAT_FROM_DTYPE) return to_kv_format(c.kv_format, "problem.kv_format");
   if (c.kv_scaling != MLA_KV_SCALING_NONE)
     fail(ErrorCode::invalid_argument,
          "problem.kv_scaling: quantized caches are named by problem.kv_format (fp8_e4m3, fp8_ds_mla, int8); "
@@ -80,6 +77,23 @@ KvFormat to_kv_format(const mla_problem& c) {
 }
 
 }  // namespace
+
+KvFormat to_kv_format(int32_t value, const std::string& field) {
+  // Up to the last value of the traits table: a new format needs no edit here.
+  const auto last = static_cast<int32_t>(kv_formats().back().format);
+  if (value == MLA_KV_FORMAT_FROM_DTYPE)
+    fail(ErrorCode::invalid_argument, field + ": name the cache's format (an MLA_KV_FORMAT_* value from 1 to " +
+                                          std::to_string(last) + "), not MLA_KV_FORMAT_FROM_DTYPE");
+  return static_cast<KvFormat>(checked_enum(value, last, field));
+}
+
+Problem read_problem(const mla_problem* problem) {
+  require_struct(problem, problem ? problem->struct_size : 0, MLA_C_API_V1_SIZE(mla_problem, kv_scale_tile),
+                 "mla_problem");
+  mla_problem defaults;
+  mla_problem_init(&defaults);
+  return to_problem(read_struct(*problem, defaults));
+}
 
 TensorView to_view(const mla_tensor& tensor, const char* name) {
   const std::string field = name;
@@ -118,7 +132,7 @@ Problem to_problem(const mla_problem& c) {
   p.causal = c.causal != 0;
   p.softmax_scale = c.softmax_scale;
   p.dtype = to_dtype(c.dtype, "problem.dtype");
-  p.kv_format = to_kv_format(c);
+  p.kv_format = problem_kv_format(c);
   return p;
 }
 

@@ -107,6 +107,10 @@ size_t copy_to_buffer(const std::string& text, char* buffer, size_t capacity);
 TensorView to_view(const mla_tensor& tensor, const char* name);
 RunArgs to_run_args(const mla_tensors& tensors);
 Problem to_problem(const mla_problem& problem);
+// A caller's mla_problem of any published size: struct_size checked, missing fields defaulted.
+Problem read_problem(const mla_problem* problem);
+// An mla_kv_format value that names a format (not MLA_KV_FORMAT_FROM_DTYPE); `field` names it in errors.
+KvFormat to_kv_format(int32_t value, const std::string& field);
 mla_problem from_problem(const Problem& problem);
 
 }  // namespace mla::c_api
