@@ -15,34 +15,6 @@
 using namespace mla;
 using namespace mla::testing;
 
-namespace {
-
-// Rank r of n gets pages [r*P/n, (r+1)*P/n) of each sequence (P its page count): contiguous
-// token ranges in rank order, the newest tokens on the last rank (which keeps the causal rule).
-HostInputs shard(const HostInputs& full, int r, int n) {
-  HostInputs s = full;  // q, weights and the physical cache are shared; the rest is this rank's
-  const Problem& p = full.problem;
-  s.problem.causal = p.causal && r == n - 1;
-  s.block_table = HostTensor(DType::int32, {p.batch, p.max_blocks_per_seq});
-  s.block_table.fill_nan();
-  s.cache_seqlens = HostTensor(DType::int32, {p.batch});
-  for (int64_t i = 0; i < p.batch; ++i) {
-    const int64_t len = full.seqlens[static_cast<size_t>(i)], pages = (len + p.page_size - 1) / p.page_size;
-    const int64_t first = r * pages / n, last = (r + 1) * pages / n;
-    for (int64_t j = first; j < last; ++j)
-      s.block_table.as<int32_t>()[i * p.max_blocks_per_seq + (j - first)] =
-          full.block_table.as<int32_t>()[i * p.max_blocks_per_seq + j];
-    s.cache_seqlens.as<int32_t>()[i] =
-        static_cast<int32_t>(std::clamp<int64_t>(len - first * p.page_size, 0, (last - first) * p.page_size));
-    s.seqlens[static_cast<size_t>(i)] = s.cache_seqlens.as<int32_t>()[i];
-  }
-  s.out = HostTensor(full.out.view().dtype, {p.batch, p.s_q, p.h_q, p.out_width()});
-  s.lse = HostTensor(DType::fp32, {p.batch, p.h_q, p.s_q});
-  s.poison_outputs();
-  return s;
-}
-
-}  // namespace
 
 TEST_CASE("context parallel: N shards merged equal one device", "[core][context_parallel]") {
   auto device = open_device(config_for("cpu"));
@@ -58,7 +30,7 @@ TEST_CASE("context parallel: N shards merged equal one device", "[core][context_
         INFO(n << " ranks, " << full.problem.describe() << " seed " << spec.seed);
         std::vector<HostInputs> ranks;
         for (int r = 0; r < n; ++r) {
-          ranks.push_back(shard(full, r, n));
+          ranks.push_back(context_shard(full, r, n));
           auto plan = device->plan(ranks.back().problem);
           auto schedule = plan->schedule(ranks.back().cache_seqlens.view());
           plan->run(ranks.back().args(), *schedule);

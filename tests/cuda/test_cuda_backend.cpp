@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "cuda/cuda_test_support.hpp"
 #include "mla/compare.hpp"
 #include "mla/error.hpp"
 #include "mla/inputs.hpp"
@@ -16,13 +17,6 @@ namespace {
 
 nlohmann::json cuda_config(const std::string& kernel = "auto") {
   return nlohmann::json{{"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}, {"kernel", kernel}}}};
-}
-
-// The availability line of "cuda", or "" when it can run here.
-std::string why_unavailable() {
-  for (const auto& b : mla::list_backends())
-    if (b.name == "cuda") return b.availability.available ? "" : b.availability.reason;
-  return "cuda backend not registered";
 }
 
 struct DeviceBuffer {
@@ -77,7 +71,7 @@ TEST_CASE("cuda config section validates without a GPU", "[cuda]") {
 }
 
 TEST_CASE("cuda open fails with the reason when no device", "[cuda]") {
-  const std::string reason = why_unavailable();
+  const std::string reason = mla::testing::why_no_cuda_device();
   if (reason.empty()) {
     WARN("skipped: a CUDA device is present (this test covers the no-device path)");
     return;
@@ -92,7 +86,7 @@ TEST_CASE("cuda open fails with the reason when no device", "[cuda]") {
 }
 
 TEST_CASE("cuda kernels (auto and portable) match the float64 reference", "[cuda]") {
-  const std::string reason = why_unavailable();
+  const std::string reason = mla::testing::why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;
@@ -131,7 +125,7 @@ TEST_CASE("cuda kernels (auto and portable) match the float64 reference", "[cuda
 }
 
 TEST_CASE("cuda device measures its matmul ceiling", "[cuda]") {
-  const std::string reason = why_unavailable();
+  const std::string reason = mla::testing::why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;
@@ -145,7 +139,7 @@ TEST_CASE("cuda device measures its matmul ceiling", "[cuda]") {
 }
 
 TEST_CASE("the shipped cuda configs open on this GPU and report its hardware name", "[cuda]") {
-  const std::string reason = why_unavailable();
+  const std::string reason = mla::testing::why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;
@@ -167,7 +161,7 @@ TEST_CASE("the shipped cuda configs open on this GPU and report its hardware nam
 }
 
 TEST_CASE("cuda plan refuses what it cannot run, with a reason", "[cuda]") {
-  const std::string reason = why_unavailable();
+  const std::string reason = mla::testing::why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;

@@ -8,115 +8,60 @@
 #ifdef MLA_TESTS_HAVE_CUDA
 #include <dlfcn.h>
 
-#include <algorithm>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include <cuda_runtime.h>
 
+#include "cuda/cuda_test_support.hpp"
 #include "mla/compare.hpp"
 #include "mla/context_parallel.hpp"
 #include "mla/inputs.hpp"
 #include "mla/reference.hpp"
 #include "mla/registry.hpp"
+#include "test_support.hpp"
 
 using namespace mla;
-#endif
+using namespace mla::testing;
 
-#ifdef MLA_TESTS_HAVE_CUDA
 namespace {
 
-std::string why_no_gpu() {
-  for (const auto& b : list_backends())
-    if (b.name == "cuda") return b.availability.available ? "" : b.availability.reason;
-  return "cuda backend not registered";
+// The ranks run on threads, where Catch's assertions may not be used: a CUDA failure throws,
+// and the test checks each rank's error text.
+void cuda_ok(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
 }
 
-// Ranks on one GPU: all_gather waits for every rank's stream work, then each rank copies every
-// rank's send buffer (device memory of the same GPU) into its own recv buffer.
-class Loopback {
+// A rank of ranks that share one GPU: the ranks swap their send pointers through an
+// InProcessGroup (which also keeps them in step), then each copies every rank's buffer
+// device-to-device into its own recv buffer.
+class LoopbackRank final : public Communicator {
  public:
-  explicit Loopback(int n) : n_(n), sends_(static_cast<size_t>(n)) {}
-  class Rank final : public Communicator {
-   public:
-    Rank(Loopback& group, int rank) : g_(group), rank_(rank) {}
-    [[nodiscard]] int rank() const override { return rank_; }
-    [[nodiscard]] int size() const override { return g_.n_; }
-    void all_gather(const void* send, void* recv, size_t bytes, void* stream) override {
-      auto* s = static_cast<cudaStream_t>(stream);
-      REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);  // send is complete
-      g_.sends_[static_cast<size_t>(rank_)] = send;
-      g_.barrier();
-      for (int k = 0; k < g_.n_; ++k)
-        REQUIRE(cudaMemcpyAsync(static_cast<char*>(recv) + bytes * static_cast<size_t>(k), g_.sends_[static_cast<size_t>(k)],
-                                bytes, cudaMemcpyDeviceToDevice, s) == cudaSuccess);
-      REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
-      g_.barrier();  // nobody's send changes while another rank still copies it
-    }
-
-   private:
-    Loopback& g_;
-    int rank_;
-  };
+  LoopbackRank(InProcessGroup& group, int rank) : host_(group.communicator(rank)) {}
+  [[nodiscard]] int rank() const override { return host_->rank(); }
+  [[nodiscard]] int size() const override { return host_->size(); }
+  void all_gather(const void* send, void* recv, size_t bytes, void* stream) override {
+    auto* s = static_cast<cudaStream_t>(stream);
+    cuda_ok(cudaStreamSynchronize(s), "cudaStreamSynchronize");  // send is complete
+    std::vector<const void*> sends(static_cast<size_t>(size()));
+    host_->all_gather(&send, sends.data(), sizeof send, nullptr);
+    for (size_t k = 0; k < sends.size(); ++k)
+      cuda_ok(cudaMemcpyAsync(static_cast<char*>(recv) + bytes * k, sends[k], bytes, cudaMemcpyDeviceToDevice, s),
+              "cudaMemcpyAsync");
+    cuda_ok(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    const char done = 1;  // nobody's send changes while another rank still copies it
+    std::vector<char> all(sends.size());
+    host_->all_gather(&done, all.data(), 1, nullptr);
+  }
 
  private:
-  void barrier() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    const long gen = generation_;
-    if (++arrived_ == n_) {
-      arrived_ = 0;
-      ++generation_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return generation_ != gen; });
-    }
-  }
-  int n_;
-  std::vector<const void*> sends_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  int arrived_ = 0;
-  long generation_ = 0;
+  std::unique_ptr<Communicator> host_;
 };
-
-struct DeviceCopy {
-  Device& dev;
-  void* ptr = nullptr;
-  TensorView view;
-  DeviceCopy(Device& d, const HostTensor& h) : dev(d), ptr(d.allocate(h.bytes())) {
-    d.copy(ptr, h.data(), h.bytes(), CopyKind::host_to_device);
-    view = h.view();
-    view.data = ptr;
-    view.space = MemorySpace::device;
-  }
-  ~DeviceCopy() { dev.deallocate(ptr); }
-};
-
-// Rank r of n: pages [r*P/n, (r+1)*P/n) of each sequence, the newest on the last rank.
-HostInputs shard(const HostInputs& full, int r, int n) {
-  HostInputs s = full;
-  const Problem& p = full.problem;
-  s.problem.causal = p.causal && r == n - 1;
-  s.block_table = HostTensor(DType::int32, {p.batch, p.max_blocks_per_seq});
-  s.block_table.fill_nan();
-  s.cache_seqlens = HostTensor(DType::int32, {p.batch});
-  for (int64_t i = 0; i < p.batch; ++i) {
-    const int64_t len = full.seqlens[static_cast<size_t>(i)], pages = (len + p.page_size - 1) / p.page_size;
-    const int64_t first = r * pages / n, last = (r + 1) * pages / n;
-    for (int64_t j = first; j < last; ++j)
-      s.block_table.as<int32_t>()[i * p.max_blocks_per_seq + (j - first)] = full.block_table.as<int32_t>()[i * p.max_blocks_per_seq + j];
-    s.cache_seqlens.as<int32_t>()[i] = static_cast<int32_t>(std::clamp<int64_t>(len - first * p.page_size, 0, (last - first) * p.page_size));
-  }
-  s.out = HostTensor(full.out.view().dtype, {p.batch, p.s_q, p.h_q, p.out_width()});
-  s.lse = HostTensor(DType::fp32, {p.batch, p.h_q, p.s_q});
-  s.poison_outputs();
-  return s;
-}
 
 }  // namespace
 #endif
@@ -125,7 +70,7 @@ TEST_CASE("cuda context parallel: N ranks on one GPU merged equal one device", "
 #ifndef MLA_TESTS_HAVE_CUDA
   WARN("skipped: built without CUDA");
 #else
-  const std::string reason = why_no_gpu();
+  const std::string reason = why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;
@@ -144,8 +89,8 @@ TEST_CASE("cuda context parallel: N ranks on one GPU merged equal one device", "
       const HostInputs full = make_random_inputs(p, spec);
       INFO(n << " ranks, " << full.problem.describe());
       std::vector<HostInputs> ranks;
-      for (int r = 0; r < n; ++r) ranks.push_back(shard(full, r, n));
-      Loopback group(n);
+      for (int r = 0; r < n; ++r) ranks.push_back(context_shard(full, r, n));
+      InProcessGroup group(n);
       std::vector<std::thread> threads;
       std::vector<std::string> errors(static_cast<size_t>(n));
       for (int r = 0; r < n; ++r)
@@ -153,7 +98,7 @@ TEST_CASE("cuda context parallel: N ranks on one GPU merged equal one device", "
           try {
             HostInputs& in = ranks[static_cast<size_t>(r)];
             cudaStream_t stream = nullptr;
-            cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+            cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
             {
               DeviceCopy q(*dev, in.q), kv(*dev, in.kv_cache), bt(*dev, in.block_table), lens(*dev, in.cache_seqlens),
                   out(*dev, in.out), lse(*dev, in.lse);
@@ -167,7 +112,7 @@ TEST_CASE("cuda context parallel: N ranks on one GPU merged equal one device", "
               auto plan = dev->plan(in.problem);
               auto schedule = plan->schedule(a.cache_seqlens, stream);
               plan->run(a, *schedule, stream);
-              Loopback::Rank comm(group, r);
+              LoopbackRank comm(group, r);
               dev->merge_context_parallel(full.problem, a.out, a.lse, comm, stream);
               dev->synchronize(stream);
               dev->copy(in.out.data(), out.ptr, in.out.bytes(), CopyKind::device_to_host);
@@ -196,7 +141,7 @@ TEST_CASE("cuda wraps a one-rank NCCL communicator", "[cuda][context_parallel]")
 #ifndef MLA_TESTS_HAVE_CUDA
   WARN("skipped: built without CUDA");
 #else
-  const std::string reason = why_no_gpu();
+  const std::string reason = why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;

@@ -13,42 +13,20 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cuda_test_support.hpp"
 #include "mla/compare.hpp"
 #include "mla/host_tensor.hpp"
 #include "mla/inputs.hpp"
-#include "mla/reference.hpp"
 #include "mla/kv_cache.hpp"
+#include "mla/reference.hpp"
 #include "mla/registry.hpp"
 
 using namespace mla;
-
-namespace {
-
-std::string why_no_gpu() {
-  for (const auto& b : list_backends())
-    if (b.name == "cuda") return b.availability.available ? "" : b.availability.reason;
-  return "cuda backend not registered";
-}
-
-struct Buffer {
-  Device& dev;
-  void* ptr;
-  Buffer(Device& d, const HostTensor& host) : dev(d), ptr(d.allocate(host.bytes())) {
-    d.copy(ptr, host.data(), host.bytes(), CopyKind::host_to_device);
-  }
-  ~Buffer() { dev.deallocate(ptr); }
-  TensorView view(const HostTensor& host) const {
-    TensorView v = host.view();
-    v.data = ptr;
-    v.space = MemorySpace::device;
-    return v;
-  }
-};
-
-}  // namespace
+using mla::testing::DeviceCopy;
+using mla::testing::why_no_cuda_device;
 
 TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda][kv]") {
-  const std::string reason = why_no_gpu();
+  const std::string reason = why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;
@@ -88,16 +66,16 @@ TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda
     host.kv_cache = expected.view();
     write_kv_host(host);
 
-    Buffer d_kv_c(*dev, kv_c), d_k_pe(*dev, k_pe), d_slots(*dev, slots), d_cache(*dev, cache);
-    std::unique_ptr<Buffer> d_scale;
+    DeviceCopy d_kv_c(*dev, kv_c), d_k_pe(*dev, k_pe), d_slots(*dev, slots), d_cache(*dev, cache);
+    std::unique_ptr<DeviceCopy> d_scale;
     WriteKvArgs gpu = host;
-    gpu.kv_c = d_kv_c.view(kv_c);
-    gpu.k_pe = d_k_pe.view(k_pe);
-    gpu.slot_mapping = d_slots.view(slots);
-    gpu.kv_cache = d_cache.view(cache);
+    gpu.kv_c = d_kv_c.view;
+    gpu.k_pe = d_k_pe.view;
+    gpu.slot_mapping = d_slots.view;
+    gpu.kv_cache = d_cache.view;
     if (scale.defined()) {
-      d_scale = std::make_unique<Buffer>(*dev, scale);
-      gpu.kv_scale = d_scale->view(scale);
+      d_scale = std::make_unique<DeviceCopy>(*dev, scale);
+      gpu.kv_scale = d_scale->view;
     }
     dev->write_kv(gpu, nullptr, WriteKvOptions{true});
     dev->synchronize();
@@ -120,7 +98,7 @@ TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda
 // calibrated, pages poisoned), copied operand by operand to the GPU, checked against the
 // reference on the dequantized values and against the unquantized bf16 values.
 TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
-  const std::string reason = why_no_gpu();
+  const std::string reason = why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;
@@ -147,14 +125,14 @@ TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
         REQUIRE(support.supported);
         auto plan = dev->plan(in.problem);
         RunArgs host = in.args(), gpu;
-        std::vector<std::unique_ptr<Buffer>> buffers;
+        std::vector<std::unique_ptr<DeviceCopy>> buffers;
         for (const RunOperand& op : kRunOperands) {
           const TensorView& h = host.*op.member;
           if (h.empty()) continue;
           HostTensor copy(h.dtype, std::vector<int64_t>(h.shape.begin(), h.shape.begin() + h.rank));
           std::memcpy(copy.data(), h.data, copy.bytes());
-          buffers.push_back(std::make_unique<Buffer>(*dev, copy));
-          gpu.*op.member = buffers.back()->view(copy);
+          buffers.push_back(std::make_unique<DeviceCopy>(*dev, copy));
+          gpu.*op.member = buffers.back()->view;
         }
         auto schedule = plan->schedule(gpu.cache_seqlens);
         plan->run(gpu, *schedule);
@@ -175,7 +153,7 @@ TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
 }
 
 TEST_CASE("cuda says which KV formats the Hopper kernel cannot read, without making a plan", "[cuda][kv]") {
-  const std::string reason = why_no_gpu();
+  const std::string reason = why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;
