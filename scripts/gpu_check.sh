@@ -4,7 +4,7 @@
 # replay, measures the copy and matmul ceilings and runs the ANCHORS.md benchmark table.
 #
 #   scripts/gpu_check.sh [STAGE...]      STAGE: env build sass hcheck check pcheck graph memcheck bench
-#                                        fp16 sbs full kv profile pbench stalls times python
+#                                        fp16 sbs full kv hkv kvbench profile pbench stalls times python
 #                                        (default: env build sass hcheck check pcheck graph memcheck bench)
 #     fp16:   the bench rows with --dtype bf16 then --dtype fp16 (the Hopper kernel in both types)
 #     sbs:    side by side with FlashMLA on the same inputs (needs .gpu-bench, see docs/backends/cuda.md)
@@ -20,6 +20,12 @@
 #     times:  per-kernel durations (ncu gpu__time_duration) of the cases in MLA_PROFILE_CASES
 #     kv:     (with full) mla bench of every KV format on two memory-bound rows, and mla compare
 #             cpu vs cuda on the quantized quick cases
+#     hkv:    the 8-bit KV formats on the default kernel choice (the Hopper kernel on sm_90): the
+#             Hopper-shape grid with fp8_e4m3, int8 and fp8_ds_mla in turn (against the reference on
+#             the dequantized values and against the unquantized values), graph replay per format,
+#             and compute-sanitizer memcheck on a few cases per format
+#     kvbench: the bench table (mla_cuda_bench) once per KV format: bf16, fp8_e4m3, int8, fp8_ds_mla
+#             (MLA_KV_BENCH_CASES: rows, default all); with sbs in the same call for FlashMLA's times
 #     python: the Python package on the GPU (python/tests/gpu_*.py): CUDA tensors, torch's current
 #             stream, CUDA-graph capture/replay, mla.flashmla against FlashMLA's kernel (needs
 #             .gpu-bench), with the libmla.so of the build stage (the machine's default compiler)
@@ -138,6 +144,36 @@ if has memcheck; then
   [ $rc -ne 0 ] && STATUS=1
 fi
 
+if has hkv; then
+  KV8=fp8_e4m3,int8,fp8_ds_mla
+  timeout "${MLA_HKV_TIMEOUT:-400}" "$CHECK" grid "$CONFIG" --max-cases "${MLA_HKV_CASES:-90}" --seed 23 --hopper-shapes --kv-formats $KV8 \
+      > "$OUT/hkv.log" 2>&1
+  rc=$?
+  note "hkv grid (Hopper shapes x $KV8): $(tail -1 "$OUT/hkv.log") (rc $rc); kernels: $(grep -o 'kernel [a-z0-9_]*' "$OUT/hkv.log" | sort | uniq -c | tr '\n' ' ')"
+  grep -E "^FAIL" "$OUT/hkv.log" | head -20
+  [ $rc -ne 0 ] && STATUS=1
+  for fmt in ${KV8//,/ }; do
+    timeout "${MLA_HKV_GRAPH_TIMEOUT:-120}" "$CHECK" graph "$CONFIG" --kv-format $fmt >> "$OUT/hkv_graph.log" 2>&1
+    rc=$?
+    note "hkv graph $fmt: $(tail -1 "$OUT/hkv_graph.log") (rc $rc)"
+    [ $rc -ne 0 ] && STATUS=1
+  done
+  if [ "${MLA_HKV_MEMCHECK:-1}" = 1 ]; then
+  timeout 400 compute-sanitizer --tool memcheck --error-exitcode 99 "$CHECK" grid "$CONFIG" --max-cases 12 \
+      --max-len 300 --seed 79 --hopper-shapes --kv-formats $KV8 > "$OUT/hkv_memcheck.log" 2>&1
+  rc=$?
+  note "hkv memcheck (12 Hopper-shape cases x $KV8): rc $rc; $(grep -E "ERROR SUMMARY" "$OUT/hkv_memcheck.log" | tail -1); $(grep -c '^PASS' "$OUT/hkv_memcheck.log") PASS"
+  [ $rc -ne 0 ] && STATUS=1
+  fi
+fi
+if has kvbench; then
+  for fmt in ${MLA_KV_BENCH_FORMATS:-bf16 fp8_e4m3 int8 fp8_ds_mla}; do
+    timeout "${MLA_KV_BENCH_TIMEOUT:-300}" "$BENCH" "$CONFIG" --iters "${MLA_BENCH_ITERS:-50}" --warmup 5 --kv-format $fmt \
+        ${MLA_KV_BENCH_CASES:+--case $MLA_KV_BENCH_CASES} --json "$OUT/kvbench_$fmt.json" > "$OUT/kvbench_$fmt.log" 2>&1
+    note "kvbench --kv-format $fmt: rc $?"
+    grep '^|' "$OUT/kvbench_$fmt.log" | cut -d'|' -f2-8,12,15 | tee -a "$OUT/summary.txt"
+  done
+fi
 if has bench; then
   timeout 400 "$BENCH" "$CONFIG" --iters "${MLA_BENCH_ITERS:-50}" --warmup 5 --json "$OUT/bench.json" ${MLA_BENCH_CASES:+--case $MLA_BENCH_CASES} \
       > "$OUT/bench.log" 2>&1
@@ -194,7 +230,7 @@ sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,\
 l1tex__data_bank_reads.avg.pct_of_peak_sustained_elapsed,l1tex__data_bank_writes.avg.pct_of_peak_sustained_elapsed,\
 lts__t_sector_hit_rate.pct,lts__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum,\
 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
-        "$BENCH" "$CONFIG" --case "$c" --iters 1 --warmup 2 > "$OUT/stalls_case$c.txt" 2>&1
+        "$BENCH" "$CONFIG" --case "$c" --iters 1 --warmup 2 ${MLA_PROFILE_BENCH_ARGS:-} > "$OUT/stalls_case$c.txt" 2>&1
     note "stalls case $c: rc $?; $(grep -E 'hmma|bank_|hit_rate|lts__throughput|dram__|duration' "$OUT/stalls_case$c.txt" | tr -s ' ' | tr '\n' ';')"
   done
 fi
@@ -261,10 +297,11 @@ if has full; then
       [[ -f "$MLA_NCCL_LIBRARY" ]] && export MLA_NCCL_LIBRARY || unset MLA_NCCL_LIBRARY
     fi
     note "NCCL for the wrapper test: ${MLA_NCCL_LIBRARY:-libnccl.so.2 on the loader path}"
-    (cd "$ROOT/build-full" && timeout 300 ctest -R cuda --output-on-failure) > "$OUT/ctest.log" 2>&1
+    (cd "$ROOT/build-full" && timeout 300 ctest -R "${MLA_CTEST_REGEX:-cuda}" --output-on-failure) > "$OUT/ctest.log" 2>&1
     rc=$?
-    note "ctest -R cuda: rc $rc; $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
+    note "ctest -R ${MLA_CTEST_REGEX:-cuda}: rc $rc; $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
     [ $rc -ne 0 ] && { STATUS=1; tail -30 "$OUT/ctest.log"; }
+    if [ "${MLA_FULL_CLI:-1}" = 1 ]; then  # MLA_FULL_CLI=0: the tests only
     timeout 300 "$ROOT/build-full/cli/mla" run --config "$CONFIG" --batch 8 --heads 128 --seqlen 4096 --check \
         > "$OUT/cli_run.log" 2>&1
     rc=$?
@@ -281,9 +318,9 @@ if has full; then
       note "mla bench --anchors: skipped (the CLI has no --anchors flag yet)"
     fi
     if has kv; then
-      # KV formats on the GPU: each format's time on two memory-bound rows (quantized ones run on
-      # the portable kernel; bf16 also forced onto it for a like-for-like figure), then mla
-      # compare of cpu against cuda on the quick cases of every quantized format.
+      # KV formats on the GPU: each format's time through the CLI on two memory-bound rows (the
+      # default kernel choice; bf16 also forced onto the portable kernel), then mla compare of
+      # cpu against cuda on the quick cases of every quantized format.
       for row in "--batch 128 --heads 16 --seqlen 8192" "--batch 128 --heads 64 --seqlen 8192"; do
         for fmt in bf16 fp8_e4m3 int8 fp8_ds_mla; do
           timeout 120 "$ROOT/build-full/cli/mla" bench --config "$CONFIG" $row --kv-format $fmt > "$OUT/kv_bench.tmp" 2>&1
@@ -300,6 +337,7 @@ if has full; then
       note "mla compare cpu vs cuda, quantized quick cases: rc $rc"
       tail -8 "$OUT/kv_compare.log" | tee -a "$OUT/summary.txt"
       [ $rc -ne 0 ] && STATUS=1
+    fi
     fi
   else
     note "full build: FAILED (tail of full_build.log follows)"

@@ -94,68 +94,94 @@ TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda
   }
 }
 
-// The portable kernel reads every format: host inputs quantized by the traits (scales
-// calibrated, pages poisoned), copied operand by operand to the GPU, checked against the
-// reference on the dequantized values and against the unquantized bf16 values.
+namespace {
+// Whether this GPU runs the Hopper kernel (sm_90): its device plans a plain bf16 problem.
+bool hopper_kernel_runs_here() {
+  auto hopper = open_device(
+      nlohmann::json{{"backend", "cuda"}, {"name", "probe"}, {"cuda", {{"device_index", 0}, {"kernel", "hopper"}}}});
+  Problem p;
+  p.num_blocks = 4;
+  p.max_blocks_per_seq = 4;
+  return hopper->supports(p).supported;
+}
+}  // namespace
+
+// Both kernels read every format: host inputs quantized by the traits (scales calibrated,
+// pages poisoned), copied operand by operand to the GPU, checked against the reference on the
+// dequantized values and against the unquantized bf16 values. On sm_90 the default (auto)
+// choice must be the Hopper kernel; cuda.kernel = portable forces the other one.
 TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
   const std::string reason = why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
     return;
   }
-  auto dev = open_device(nlohmann::json{{"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}}}});
-  for (const KvFormatTraits& kv : kv_formats())
-    for (DType dtype : {DType::bf16, DType::fp16})
-      for (int64_t h_q : {16, 128}) {
-        if (!is_quantized(kv.format) && kv.element != dtype) continue;  // plain caches hold the query dtype
-        Problem p;
-        p.batch = 3;
-        p.s_q = 2;
-        p.h_q = h_q;
-        p.causal = true;
-        p.dtype = dtype;
-        p.kv_format = kv.format;
-        InputSpec spec;
-        spec.seqlens = {0, 77, 300};
-        spec.seed = Catch::rngSeed() + 101u;
-        HostInputs in = make_random_inputs(p, spec);
-        INFO(kv.name << " " << dtype_name(dtype) << " h_q " << h_q);
-        const Support support = dev->supports(in.problem);
-        INFO(support.reason);
-        REQUIRE(support.supported);
-        auto plan = dev->plan(in.problem);
-        RunArgs host = in.args(), gpu;
-        std::vector<std::unique_ptr<DeviceCopy>> buffers;
-        for (const RunOperand& op : kRunOperands) {
-          const TensorView& h = host.*op.member;
-          if (h.empty()) continue;
-          HostTensor copy(h.dtype, std::vector<int64_t>(h.shape.begin(), h.shape.begin() + h.rank));
-          std::memcpy(copy.data(), h.data, copy.bytes());
-          buffers.push_back(std::make_unique<DeviceCopy>(*dev, copy));
-          gpu.*op.member = buffers.back()->view;
+  const bool hopper_here = hopper_kernel_runs_here();
+  for (const char* kernel : {"auto", "portable"}) {
+    auto dev = open_device(nlohmann::json{
+        {"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}, {"kernel", kernel}}}});
+    for (const KvFormatTraits& kv : kv_formats())
+      for (DType dtype : {DType::bf16, DType::fp16})
+        for (int64_t h_q : {16, 128}) {
+          if (!is_quantized(kv.format) && kv.element != dtype) continue;  // plain caches hold the query dtype
+          Problem p;
+          p.batch = 3;
+          p.s_q = 2;
+          p.h_q = h_q;
+          p.causal = true;
+          p.dtype = dtype;
+          p.kv_format = kv.format;
+          InputSpec spec;
+          spec.seqlens = {0, 77, 300};
+          spec.seed = Catch::rngSeed() + 101u;
+          HostInputs in = make_random_inputs(p, spec);
+          INFO(kernel << " " << kv.name << " " << dtype_name(dtype) << " h_q " << h_q);
+          const Support support = dev->supports(in.problem);
+          INFO(support.reason);
+          REQUIRE(support.supported);
+          auto plan = dev->plan(in.problem);
+          const bool hopper = plan->kernel_name().find("hopper") != std::string::npos;
+          CHECK(hopper == (std::string(kernel) == "auto" && hopper_here));
+          RunArgs host = in.args(), gpu;
+          std::vector<std::unique_ptr<DeviceCopy>> buffers;
+          for (const RunOperand& op : kRunOperands) {
+            const TensorView& h = host.*op.member;
+            if (h.empty()) continue;
+            HostTensor copy(h.dtype, std::vector<int64_t>(h.shape.begin(), h.shape.begin() + h.rank));
+            std::memcpy(copy.data(), h.data, copy.bytes());
+            buffers.push_back(std::make_unique<DeviceCopy>(*dev, copy));
+            gpu.*op.member = buffers.back()->view;
+          }
+          auto schedule = plan->schedule(gpu.cache_seqlens);
+          plan->run(gpu, *schedule);
+          dev->synchronize();
+          dev->copy(in.out.data(), gpu.out.data, in.out.bytes(), CopyKind::device_to_host);
+          dev->copy(in.lse.data(), gpu.lse.data, in.lse.bytes(), CopyKind::device_to_host);
+          const Comparison c =
+              compare_to_reference(in.problem, reference_decode(in.problem, in.args()), in.out.view(), in.lse.view());
+          INFO("kernel " << plan->kernel_name() << ": " << c.summary());
+          CHECK(c.passed);
+          if (is_quantized(kv.format)) {
+            const HostInputs plain = in.unquantized();
+            const Comparison q = compare_to_reference(in.problem, reference_decode(plain.problem, plain.args()),
+                                                      in.out.view(), in.lse.view(), quantization_tolerance(in.problem));
+            INFO("vs the unquantized values: " << q.summary());
+            CHECK(q.passed);
+          }
         }
-        auto schedule = plan->schedule(gpu.cache_seqlens);
-        plan->run(gpu, *schedule);
-        dev->synchronize();
-        dev->copy(in.out.data(), gpu.out.data, in.out.bytes(), CopyKind::device_to_host);
-        dev->copy(in.lse.data(), gpu.lse.data, in.lse.bytes(), CopyKind::device_to_host);
-        const Comparison c = compare_to_reference(in.problem, reference_decode(in.problem, in.args()), in.out.view(), in.lse.view());
-        INFO("kernel " << plan->kernel_name() << ": " << c.summary());
-        CHECK(c.passed);
-        if (is_quantized(kv.format)) {
-          const HostInputs plain = in.unquantized();
-          const Comparison q = compare_to_reference(in.problem, reference_decode(plain.problem, plain.args()), in.out.view(),
-                                                    in.lse.view(), quantization_tolerance(in.problem));
-          INFO("vs the unquantized values: " << q.summary());
-          CHECK(q.passed);
-        }
-      }
+  }
 }
 
-TEST_CASE("cuda says which KV formats the Hopper kernel cannot read, without making a plan", "[cuda][kv]") {
+// The Hopper kernel plans every KV format (supports() says so without a plan); what it still
+// refuses (a page size other than 64) comes with the reason.
+TEST_CASE("cuda: the Hopper kernel takes every KV format, and says why not for other page sizes", "[cuda][kv]") {
   const std::string reason = why_no_cuda_device();
   if (!reason.empty()) {
     WARN("skipped: " + reason);
+    return;
+  }
+  if (!hopper_kernel_runs_here()) {
+    WARN("skipped: the Hopper kernel does not run on this GPU (it needs sm_90)");
     return;
   }
   auto hopper = open_device(
@@ -164,12 +190,21 @@ TEST_CASE("cuda says which KV formats the Hopper kernel cannot read, without mak
   p.num_blocks = 4;
   p.max_blocks_per_seq = 4;
   for (KvFormat f : {KvFormat::fp8_e4m3, KvFormat::fp8_ds_mla, KvFormat::int8}) {
-    p.kv_format = f;
-    const Support s = hopper->supports(p);
-    INFO(kv_format_name(f) << ": " << s.reason);
-    CHECK_FALSE(s.supported);
-    CHECK(s.code == ErrorCode::unsupported);
-    CHECK(s.reason.find("cuda.kernel = hopper") != std::string::npos);
-    CHECK_THROWS_AS(hopper->plan(p), Error);
+    for (DType dtype : {DType::bf16, DType::fp16}) {
+      p.dtype = dtype;
+      p.kv_format = f;
+      p.page_size = 64;
+      const Support s = hopper->supports(p);
+      INFO(kv_format_name(f) << " " << dtype_name(dtype) << ": " << s.reason);
+      CHECK(s.supported);
+      auto plan = hopper->plan(p);
+      CHECK(plan->kernel_name() == std::string("cuda_hopper_tma_wgmma_m64_") + kv_format_name(f));
+      p.page_size = 16;
+      const Support refused = hopper->supports(p);
+      CHECK_FALSE(refused.supported);
+      CHECK(refused.code == ErrorCode::unsupported);
+      CHECK(refused.reason.find("page size 16") != std::string::npos);
+      CHECK_THROWS_AS(hopper->plan(p), Error);
+    }
   }
 }

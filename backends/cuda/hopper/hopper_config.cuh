@@ -51,15 +51,48 @@ inline constexpr int kProducerWarp = kMathThreads / 32;               // warps 8
 inline constexpr int kThreads = kMathThreads + 128;                   // 384
 inline constexpr int kQChunksPerThread = kRows * (kDqk / 8) / kMathThreads;  // 16-byte Q chunks: 18
 static_assert(kRows * (kDqk / 8) % kMathThreads == 0, "the Q tile splits evenly over the math threads");
-inline constexpr int kMathRegs = 232;              // 2 x 128 x 232 + 128 x 40 <= 65536
-inline constexpr int kProducerRegs = 40;
+// setmaxnreg only moves registers within the CTA's allocation (kLaunchRegs per thread, what
+// ptxas compiles the kernel to at 384 threads): what the math warpgroups gain, the producer
+// warpgroup must give up, or setmaxnreg.inc waits forever.
+inline constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
+// The split per cache kind: a 16-bit cache's producers only issue TMA loads (40 is plenty); an
+// 8-bit cache's converter warps dequantize and spilled at 40 (ptxas -v), while its math
+// warpgroups are not what limits that kernel (docs/perf/h200.md), so they give up 8 to them.
+#ifndef MLA_HOPPER_KV8_PRODUCER_REGS
+#define MLA_HOPPER_KV8_PRODUCER_REGS 56
+#endif
+template <bool kEightBit>
+struct RegisterSplit {
+  static constexpr int kProducer = kEightBit ? MLA_HOPPER_KV8_PRODUCER_REGS : 40;
+  static constexpr int kMath = kLaunchRegs + (kLaunchRegs - kProducer) / 2 / 8 * 8;  // 232 or 224
+  static_assert((kMath - kLaunchRegs) * kMathThreads <= (kLaunchRegs - kProducer) * 128,
+                "setmaxnreg: the math warpgroups would take more registers than the producers release");
+};
 inline constexpr int kSmemAlign = 1024;            // 128B-swizzle atoms are 1024-byte aligned
 // Row values exchanged between the warpgroups each round (by round parity): warpgroup 0's new
 // row max, warpgroup 1's new row max and its rescale factor; then the row sums at the end.
 inline constexpr int kExchangeBytes = 3 * 2 * kRows * 4 + kMathWarpgroups * kRows * 4;
-inline constexpr int kBarrierBytes = 8 * 8;        // full and empty, per stage and group
-// 3 x 72 KiB + 2 KiB + 64 B + 1 KiB alignment slack = 224320 <= 232448 (227 KiB opt-in).
-inline constexpr size_t kSmemBytes = size_t(kTileBytes) * (1 + kStages) + kExchangeBytes + kBarrierBytes + kSmemAlign;
+// 8-bit KV formats (kv8_producer.cuh): the producer warpgroup's lane 0 of its last warp issues
+// the TMA loads of the 8-bit bytes, its other three warps dequantize them into the 16-bit tile.
+// The bytes of a group land inside the group's own tile region (each 64-column 8-bit box is half
+// the size of the 16-bit box it becomes), so they need no shared memory of their own; only
+// fp8_ds_mla's in-token scales get a small area per stage and group.
+inline constexpr int kConvertWarps = 3;
+inline constexpr int kConvertThreads = 32 * kConvertWarps;            // 96
+inline constexpr int kLoaderWarp = kProducerWarp + kConvertWarps;     // warp 11
+inline constexpr int kInBoxCols = 64;                                  // 8-bit values (bytes) per box row
+inline constexpr int kInBoxBytes = kBlockN * kInBoxCols;               // 4 KiB
+inline constexpr int kNopeBoxesPerGroup = kVBoxesPerWarpgroup;         // 4: a group's latent boxes
+inline constexpr int kDsScaleOffset = kDv;                             // fp8_ds_mla token: 512 fp8,
+inline constexpr int kDsRopeOffset = kDv + 16;                         // 4 fp32 scales, 64 bf16 rope
+inline constexpr int kDsTokenBytes = kDsRopeOffset + 2 * (kDqk - kDv); // 656
+inline constexpr int kDsScaleBytes = kBlockN * 16;                     // one group's scales: 1 KiB
+inline constexpr int kScaleAreaBytes = kStages * 2 * kDsScaleBytes;    // 4 KiB
+inline constexpr int kBarrierBytes = 12 * 8;       // full, empty and staged, per stage and group
+// 3 x 72 KiB + 2 KiB + 4 KiB + 96 B + 1 KiB alignment slack = 228448 <= 232448 (227 KiB opt-in).
+inline constexpr size_t kSmemBytes =
+    size_t(kTileBytes) * (1 + kStages) + kExchangeBytes + kScaleAreaBytes + kBarrierBytes + kSmemAlign;
+static_assert(kSmemBytes <= 232448, "the Hopper kernel's shared memory exceeds the 227 KiB opt-in limit");
 
 // Scheduler cost of a split beyond its KV blocks (Q load, epilogue, partial + combine), in
 // KV-block units; FlashMLA publishes the same model with 5.
@@ -77,6 +110,7 @@ inline constexpr int kBarScale1 = 3;  // warpgroup 1's row max and rescale facto
 inline constexpr int kBarP0 = 4;      // P of the stage-0 block (rescaled) is in shared memory
 inline constexpr int kBarP1 = 5;      // P of the stage-1 block is in shared memory
 inline constexpr int kBarWarpgroup0 = 6;  // and 7
+inline constexpr int kBarConvert = 8;     // the converter warps of an 8-bit KV format
 
 // Memory-system switches, compile-time so that A/B builds (scripts/gpu_variants.sh) can measure
 // each; the defaults are the measured winners (docs/perf/h200.md, which also lists the schedule
@@ -95,6 +129,19 @@ inline constexpr int kEvictFirstUnits = MLA_HOPPER_EVICT_FIRST_UNITS;
 // of a 1152-byte token row: 256-byte promotion fetched half of the next box early (H200:
 // 256 -> 128 made the b 128 h_q 16 8k decode 4.5% faster).
 inline constexpr int kL2Promotion = MLA_HOPPER_L2_PROMOTION;
+#ifndef MLA_HOPPER_KV8_PREFETCH
+#define MLA_HOPPER_KV8_PREFETCH 2
+#endif
+// 8-bit formats: the loader prefetches into L2 the page this many KV blocks ahead in the split
+// (0: none). A group's bytes can only be loaded once the group's 16-bit region is free (they land
+// inside it), so that load is on every round's critical path; from L2 it is shorter.
+inline constexpr int kKv8PrefetchBlocks = MLA_HOPPER_KV8_PREFETCH;
+#ifndef MLA_HOPPER_KV8_PROBE
+#define MLA_HOPPER_KV8_PROBE 0
+#endif
+// Timing probe for the 8-bit formats (A/B builds only; the results are wrong): 1 = the converter
+// warps skip the dequantization (the 8-bit bytes still land), so the time without it shows.
+inline constexpr int kKv8Probe = MLA_HOPPER_KV8_PROBE;
 
 static_assert(kDqk % kBoxCols == 0 && kDv % (kBoxCols * kMathWarpgroups) == 0, "box tiling");
 static_assert(kBlockN == 64 && kRows == 64, "the wgmma shapes below assume 64 x 64 tiles");

@@ -19,94 +19,33 @@
 #include "../portable/mma_sm80.cuh"  // cp_async_16, the 16-bit packing
 #include "hopper_config.cuh"
 #include "hopper_launch.hpp"
+#include "hopper_ptx.cuh"
+#include "hopper_smem.cuh"
+#include "kv8_producer.cuh"
+#include "query_to_fp16.cuh"
 #include "wgmma_sm90.cuh"
 
 namespace mla::cuda::hopper {
 namespace {
 
 using portable::DecodeParams;
+using portable::KvRead;
 using portable::ScheduleLayout;
 using portable::SplitEntry;
 
 // Set to true only after scripts/gpu_check.sh passed with this kernel selected.
 constexpr bool kVerified = true;
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  } while (!done);
-}
-__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map, int c0, int c1, int c2,
-                                            uint32_t bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(
-          dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
-      : "memory");
-}
-__device__ __forceinline__ void tma_load_3d_hint(uint32_t dst, const CUtensorMap* map, int c0, int c1, int c2,
-                                                 uint32_t bar, uint64_t policy) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(
-          dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "l"(policy)
-      : "memory");
-}
-__device__ __forceinline__ void named_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 // Two floats as the kernel's 16-bit element type T (bf16 or fp16), low half first.
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   return portable::Mma<T>::pack(lo, hi);
 }
-// Byte offset of 16-byte chunk `chunk` (0..7) of row `row` in a 128B-swizzled box: TMA's
-// SWIZZLE_128B pattern (chunk index XOR row mod 8 within each 1024-byte atom).
-__device__ __forceinline__ uint32_t swz(int row, int chunk) { return row * 128 + ((chunk ^ (row & 7)) << 4); }
-
 __device__ __forceinline__ int visible_keys(int len, int s_q, int t, bool causal) {
   if (!causal || s_q == 1) return len;
   int n = len - s_q + t + 1;
   return n < 0 ? 0 : (n > len ? len : n);
 }
-__device__ __forceinline__ void named_arrive(int id, int threads) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
-// The shared-memory layout and barriers one CTA uses (addresses in the shared window).
-struct Smem {
-  uint32_t q, kv, exchange, bars;
-  unsigned char* kv_ptr;
-  float* xch;  // [3][2 parities][kRows] + [2 warpgroups][kRows]
-  // Stage s, group g (0: the V boxes of warpgroup s; 1: the other V boxes + the rope box).
-  __device__ uint32_t full(int s, int g) const { return bars + 8u * (2 * s + g); }
-  __device__ uint32_t empty(int s, int g) const { return bars + 8u * (4 + 2 * s + g); }
-  __device__ uint32_t tile(int s) const { return kv + s * kTileBytes; }
-  __device__ unsigned char* tile_ptr(int s) const { return kv_ptr + s * kTileBytes; }
-  __device__ float* max0(int parity) const { return xch + (0 * 2 + parity) * kRows; }
-  __device__ float* max1(int parity) const { return xch + (1 * 2 + parity) * kRows; }
-  __device__ float* scale1(int parity) const { return xch + (2 * 2 + parity) * kRows; }
-  __device__ float* row_sum(int wg) const { return xch + 6 * kRows + wg * kRows; }
-};
-
 // Box of position `i` (0..8) in the order warpgroup `stage` consumes its block for S: its own
 // group A (V boxes [4 stage, 4 stage + 4)) first, then group B, the rope box last.
 __device__ __forceinline__ int s_box(int stage, int i) { return i < 8 ? ((i + 4 * stage) & 7) : kRopeBox; }
@@ -137,7 +76,7 @@ __device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int st
 // Scale to the log2 domain and mask keys a row may not see (-inf); returns the row maxima
 // (rows row0, row0 + 8), reduced over the 4 threads that share a row.
 __device__ __forceinline__ void mask_and_max(float (&s)[32], float (&mx)[2], int key0, const int (&limit)[2], int c,
-                                             float scale_log2) {
+                                             const float (&scale_log2)[2]) {
   mx[0] = mx[1] = -INFINITY;
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; ++j)
@@ -145,7 +84,7 @@ __device__ __forceinline__ void mask_and_max(float (&s)[32], float (&mx)[2], int
     for (int q = 0; q < 4; ++q) {
       const int h = q >> 1;
       const int key = key0 + 8 * j + 2 * c + (q & 1);
-      const float v = key < limit[h] ? s[4 * j + q] * scale_log2 : -INFINITY;
+      const float v = key < limit[h] ? s[4 * j + q] * scale_log2[h] : -INFINITY;
       s[4 * j + q] = v;
       mx[h] = fmaxf(mx[h], v);
     }
@@ -249,30 +188,32 @@ __device__ __forceinline__ void pv_from_smem(float (&o)[128], const Smem& sm, in
 
 __device__ __forceinline__ float base_of(float m) { return m == -INFINITY ? 0.f : m; }
 
-template <typename T>
+// R: how the KV cache is read (16-bit elements of T by TMA, or an 8-bit format dequantized by
+// the producer warpgroup, kv8_producer.cuh); the math is the same for every R.
+template <typename T, KvRead R>
 __global__ void __launch_bounds__(kThreads, 1)
-    hopper_decode_kernel(const __grid_constant__ CUtensorMap kv_map, const DecodeParams p,
-                         const ScheduleLayout layout) {
+    hopper_decode_kernel(const __grid_constant__ KvMaps maps, const DecodeParams p, const ScheduleLayout layout) {
+  // The tensor cores' input type: T, except for fp8_e4m3 / int8 caches, whose values are exact
+  // in fp16 (one conversion instruction per pair, against four to bf16); a bf16 query then goes
+  // to fp16 with a per-row power of two (QueryToFp16) so no value leaves fp16's range.
+  using M = typename KvMma<T, R>::type;
   // Let the combine kernel (launched with programmatic stream serialization) get going; it
   // waits for this grid's completion before it reads anything.
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   extern __shared__ unsigned char smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
   unsigned char* smem = smem_raw + (((raw + kSmemAlign - 1) & ~uint32_t(kSmemAlign - 1)) - raw);
-  Smem sm;
-  sm.q = smem_u32(smem);
-  sm.kv_ptr = smem + kTileBytes;
-  sm.kv = smem_u32(sm.kv_ptr);
-  sm.xch = reinterpret_cast<float*>(smem + size_t(kTileBytes) * (1 + kStages));
-  sm.bars = smem_u32(smem + size_t(kTileBytes) * (1 + kStages) + kExchangeBytes);
+  const Smem sm = Smem::carve(smem);
   unsigned char* q_s = smem;
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   if (tid == 0) {
     for (int st = 0; st < kStages; ++st)
       for (int g = 0; g < 2; ++g) {
-        mbar_init(sm.full(st, g), 1);
+        // 16-bit caches: the producer's expect_tx arrival; 8-bit: every converter's.
+        mbar_init(sm.full(st, g), R == KvRead::plain ? 1 : kConvertThreads);
         mbar_init(sm.empty(st, g), 128);  // every thread of the one warpgroup that frees the group
+        mbar_init(sm.staged(st, g), 1);
       }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     fence_async_smem();
@@ -284,18 +225,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int item_end = layout.cta_first[piece + 1];
 
   if (warp >= kProducerWarp) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(RegisterSplit<R != KvRead::plain>::kProducer));
+    if constexpr (R != KvRead::plain) {
+      Kv8Producer<T, R>::run(sm, maps, p, layout, item_begin, item_end, warp, lane);
+      return;
+    }
     // ---------------- producers: TMA loads, one thread per stage ----------------
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
     const int stage = warp - kProducerWarp;
     if (stage < kStages && lane == 0) {
-      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&kv_map)) : "memory");
+      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&maps.kv)) : "memory");
       uint32_t uses = 0;
       // KV read by one or two CTAs (row tiles) is marked evict-first in L2: it leaves room for
       // the blocks other SMs are about to read (measured: -8% on b2 h128, -4% on h16). With
       // more row tiles the later ones read it from L2, so it keeps the normal policy.
       const bool evict_first = p.units <= kEvictFirstUnits;
-      uint64_t policy;
-      asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+      const uint64_t policy = evict_first_policy();
       for (int item = item_begin; item < item_end; ++item) {
         const SplitEntry e = layout.entries[item];
         const int n_tiles = (e.end - e.begin + kBlockN - 1) / kBlockN;
@@ -310,11 +254,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             mbar_expect_tx(sm.full(stage, g), g == 0 ? kGroupABytes : kGroupBBytes);
             for (int i = g * kVBoxesPerWarpgroup; i < (g == 0 ? kVBoxesPerWarpgroup : kBoxes); ++i) {
               const int box = s_box(stage, i);
-              const uint32_t dst = sm.tile(stage) + box * kBoxBytes;
-              if (evict_first)
-                tma_load_3d_hint(dst, &kv_map, box * kBoxCols, 0, page, sm.full(stage, g), policy);
-              else
-                tma_load_3d(dst, &kv_map, box * kBoxCols, 0, page, sm.full(stage, g));
+              tma_load(sm.tile(stage) + box * kBoxBytes, &maps.kv, box * kBoxCols, 0, page, sm.full(stage, g),
+                       evict_first, policy);
             }
           }
         }
@@ -324,13 +265,22 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   // ---------------- math warpgroups ----------------
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kMathRegs));
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(RegisterSplit<R != KvRead::plain>::kMath));
   const int wg = warp / 4;          // output columns [256 wg, 256 wg + 256); S of the stage-wg block
   const int wtid = tid % 128;       // thread within the warpgroup
   const int g = lane / 4, c = lane % 4;
   const int row0 = (warp % 4) * 16 + g;  // this thread's rows: row0 and row0 + 8
   const T* q_base = static_cast<const T*>(p.q);
-  uint32_t uses0 = 0, uses1 = 0, rounds = 0;
+  uint32_t uses0 = 0, uses1 = 0, rounds = 0, items_done = 0;
+  // fp8_e4m3's per-tensor scale multiplies every key, so every score (and every output value).
+  const float scale_log2 = R == KvRead::fp8_per_tensor ? p.scale_log2 * __ldg(p.kv_scale) : p.scale_log2;
+  if constexpr (!std::is_same_v<M, T> || R == KvRead::int8_per_channel) QueryToFp16<T, R>::init(sm, tid);
+  if constexpr (R == KvRead::int8_per_channel) {
+    // int8's per-channel scales of the output columns, for the epilogue (the scale area is
+    // fp8_ds_mla's alone; the first item's barrier orders these stores before any read).
+    float* col_scales = reinterpret_cast<float*>(sm.scales_ptr);
+    for (int col = tid; col < kDv; col += kMathThreads) col_scales[col] = __ldg(p.kv_scale + col);
+  }
 
   for (int item = item_begin; item < item_end; ++item) {
     const SplitEntry e = layout.entries[item];
@@ -354,6 +304,18 @@ __global__ void __launch_bounds__(kThreads, 1)
                             q_base + e.seq * p.q_stride_b + t * p.q_stride_t + head * p.q_stride_h + ch * 8, real);
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
+    float row_scale_log2[2] = {scale_log2, scale_log2};
+    if constexpr (!std::is_same_v<M, T> || R == KvRead::int8_per_channel) {
+      // The Q tile to M: int8's per-channel scales folded in, each row times a power of two
+      // 2^e_r that puts its largest magnitude in [2^14, 2^15) (exact in fp16 to 2^-11; S is
+      // scaled back by 2^-e_r with the softmax scale).
+      QueryToFp16<T, R>::convert(q_s, sm, p.kv_scale, tid, items_done & 1);
+      named_sync(kBarMath, kMathThreads);  // every row's maximum is in
+      QueryToFp16<T, R>::rescale(q_s, sm, p.kv_scale, tid, items_done & 1);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) row_scale_log2[h] = scale_log2 * QueryToFp16<T, R>::row_factor(sm, row0 + 8 * h, items_done & 1);
+    }
+    ++items_done;
     fence_async_smem();  // generic-proxy stores, read next by wgmma (async proxy)
     named_sync(kBarMath, kMathThreads);
 
@@ -379,9 +341,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t a[16];
       if (wg == 0) {
         // ---- S0, softmax with the new max m0, O_L += P0 V0_L ----
-        compute_s<T>(s, sm, 0, uses0 & 1);
+        compute_s<M>(s, sm, 0, uses0 & 1);
         float mx[2], base0[2], scale0[2];
-        mask_and_max(s, mx, key0, limit, c, p.scale_log2);
+        mask_and_max(s, mx, key0, limit, c, row_scale_log2);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const float m0 = fmaxf(m[h], mx[h]);
@@ -394,8 +356,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         exponentiate(s, base0, l);
         scale_rows(o, scale0[0], scale0[1]);
         zero_tail_rows(sm, 0, e.len - key0, wtid, 0);
-        pack_p<T>(a, s);
-        pv_from_registers<T>(o, a, sm, 0, 0);
+        pack_p<M>(a, s);
+        pv_from_registers<M>(o, a, sm, 0, 0);
         // ---- while that runs: P0, rescaled to warpgroup 1's max, for warpgroup 1 ----
         named_sync(kBarScale1, kMathThreads);
         float scale1[2];
@@ -404,7 +366,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           scale1[h] = sm.scale1(par)[row0 + 8 * h];
           m[h] = sm.max1(par)[row0 + 8 * h];
         }
-        store_p<T>(sm, 0, s, row0, c, scale1[0], scale1[1]);
+        store_p<M>(sm, 0, s, row0, c, scale1[0], scale1[1]);
         fence_async_smem();
         named_arrive(kBarP0, kMathThreads);
         wgmma_wait_all();
@@ -417,7 +379,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (has1) {
           // ---- O_L += P1 V1_L ----
           named_sync(kBarP1, kMathThreads);
-          pv_from_smem<T>(o, sm, 1, 0);
+          pv_from_smem<M>(o, sm, 1, 0);
           wgmma_wait_all();
           fence_regs(o);
           mbar_arrive(sm.empty(1, 1));  // V boxes 0-3 and P of stage 1: done
@@ -426,8 +388,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         // ---- S1 and its max, folded into warpgroup 0's ----
         float mx[2] = {-INFINITY, -INFINITY};
         if (has1) {
-          compute_s<T>(s, sm, 1, uses1 & 1);
-          mask_and_max(s, mx, key0 + kBlockN, limit, c, p.scale_log2);
+          compute_s<M>(s, sm, 1, uses1 & 1);
+          mask_and_max(s, mx, key0 + kBlockN, limit, c, row_scale_log2);
         }
         named_sync(kBarMax0, kMathThreads);
         float base1[2], scale01[2];
@@ -451,9 +413,9 @@ __global__ void __launch_bounds__(kThreads, 1)
           // ---- O_R += P1 V1_R; P1 for warpgroup 0 ----
           exponentiate(s, base1, l);
           zero_tail_rows(sm, 1, e.len - key0 - kBlockN, wtid, 1);
-          pack_p<T>(a, s);
-          pv_from_registers<T>(o, a, sm, 1, 1);
-          store_p<T>(sm, 1, s, row0, c, 1.f, 1.f);
+          pack_p<M>(a, s);
+          pv_from_registers<M>(o, a, sm, 1, 1);
+          store_p<M>(sm, 1, s, row0, c, 1.f, 1.f);
           fence_async_smem();
           named_arrive(kBarP1, kMathThreads);
           wgmma_wait_all();
@@ -463,7 +425,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         // ---- O_R += P0 V0_R ----
         named_sync(kBarP0, kMathThreads);
-        pv_from_smem<T>(o, sm, 0, 1);
+        pv_from_smem<M>(o, sm, 0, 1);
         wgmma_wait_all();
         fence_regs(o);
         mbar_arrive(sm.empty(0, 1));  // V boxes 4-7 and P of stage 0: done
@@ -493,12 +455,20 @@ __global__ void __launch_bounds__(kThreads, 1)
       const float inv = empty ? 0.f : 1.f / sum;
       const float lse = empty ? INFINITY : (m[h] + log2f(sum)) * 0.69314718055994530942f;
       const int col0 = wg * kColsPerWarpgroup + 2 * c;
+      // The KV scales of the output columns (V = the latent part of the keys): 1, fp8_e4m3's
+      // per-tensor scale, or int8's per-channel scales of columns col0 + 8 j (+ 1).
+      auto col_scale = [&](int j, int k) -> float {
+        if constexpr (R == KvRead::fp8_per_tensor) return __ldg(p.kv_scale);
+        else if constexpr (R == KvRead::int8_per_channel) return ld_shared_f32(sm.scales + 4 * (col0 + 8 * j + k));
+        else return 1.f;
+      };
       if (e.slot < 0) {
         T* out = static_cast<T*>(p.out) + e.seq * p.out_stride_b + t * p.out_stride_t +
                              head * p.out_stride_h + col0;
 #pragma unroll
         for (int j = 0; j < 32; ++j)
-          *reinterpret_cast<uint32_t*>(out + 8 * j) = pack2<T>(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
+          *reinterpret_cast<uint32_t*>(out + 8 * j) =
+              pack2<T>(o[4 * j + 2 * h] * inv * col_scale(j, 0), o[4 * j + 2 * h + 1] * inv * col_scale(j, 1));
         if (c == 0 && wg == 0) p.lse[e.seq * p.lse_stride_b + head * p.lse_stride_h + t * p.lse_stride_t] = lse;
       } else {
         const int prow = t * p.h_q + head;
@@ -506,7 +476,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         float* out = layout.partial_out + (e.slot * rows_per_seq + prow) * kDv + col0;
 #pragma unroll
         for (int j = 0; j < 32; ++j)
-          *reinterpret_cast<float2*>(out + 8 * j) = make_float2(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
+          *reinterpret_cast<float2*>(out + 8 * j) =
+              make_float2(o[4 * j + 2 * h] * inv * col_scale(j, 0), o[4 * j + 2 * h + 1] * inv * col_scale(j, 1));
         if (c == 0 && wg == 0) layout.partial_lse[e.slot * rows_per_seq + prow] = empty ? -INFINITY : lse;
       }
     }
@@ -529,6 +500,43 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
   return fn;
 }
 
+// Every instantiation: (element type, KV read) -> kernel.
+template <typename T>
+const void* kernel_for(KvRead r) {
+  switch (r) {
+    case KvRead::fp8_per_tensor: return reinterpret_cast<const void*>(&hopper_decode_kernel<T, KvRead::fp8_per_tensor>);
+    case KvRead::int8_per_channel: return reinterpret_cast<const void*>(&hopper_decode_kernel<T, KvRead::int8_per_channel>);
+    case KvRead::fp8_ds_mla: return reinterpret_cast<const void*>(&hopper_decode_kernel<T, KvRead::fp8_ds_mla>);
+    default: return reinterpret_cast<const void*>(&hopper_decode_kernel<T, KvRead::plain>);
+  }
+}
+const void* kernel_for(portable::Elem elem, KvRead r) {
+  return elem == portable::Elem::fp16 ? kernel_for<__half>(r) : kernel_for<__nv_bfloat16>(r);
+}
+constexpr KvRead kAllReads[] = {KvRead::plain, KvRead::fp8_per_tensor, KvRead::int8_per_channel, KvRead::fp8_ds_mla};
+
+// A 3D tensor map over the cache [blocks][64 tokens][token width]: boxes of `box_cols`
+// elements x 64 tokens of one block, fetched by coordinates (column, 0, block).
+CUtensorMap make_map(const DecodeParams& p, CUtensorMapDataType type, int elem_bytes, int token_width, int64_t kv_blocks,
+                     int box_cols, CUtensorMapSwizzle swizzle) {
+  CUtensorMap map;
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(token_width), static_cast<cuuint64_t>(kBlockN),
+                              static_cast<cuuint64_t>(kv_blocks)};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(p.kv_stride_token) * elem_bytes,
+                                 static_cast<cuuint64_t>(p.kv_stride_block) * elem_bytes};
+  const cuuint32_t box[3] = {static_cast<cuuint32_t>(box_cols), kBlockN, 1};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  const CUresult r = encode_fn()(&map, type, 3, const_cast<void*>(p.kv), dims, strides, box, elem_strides,
+                                 CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+                                 kL2Promotion == 0     ? CU_TENSOR_MAP_L2_PROMOTION_NONE
+                                 : kL2Promotion == 128 ? CU_TENSOR_MAP_L2_PROMOTION_L2_128B
+                                                       : CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    fail(ErrorCode::device_error, "cuda: cuTensorMapEncodeTiled(kv_cache) failed with CUresult " + std::to_string(r));
+  return map;
+}
+
 }  // namespace
 
 bool verified() { return kVerified; }
@@ -540,15 +548,16 @@ size_t smem_bytes() { return kSmemBytes; }
 
 int prepare() {
   int blocks = 1 << 30;
-  for (const void* fn : {reinterpret_cast<const void*>(&hopper_decode_kernel<__nv_bfloat16>),
-                         reinterpret_cast<const void*>(&hopper_decode_kernel<__half>)}) {
-    check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes)),
-          "cudaFuncSetAttribute(hopper_decode_kernel shared memory)");
-    int b = 0;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fn, kThreads, kSmemBytes),
-          "cudaOccupancyMaxActiveBlocksPerMultiprocessor(hopper_decode_kernel)");
-    blocks = std::min(blocks, b);
-  }
+  for (portable::Elem elem : {portable::Elem::bf16, portable::Elem::fp16})
+    for (KvRead r : kAllReads) {
+      const void* fn = kernel_for(elem, r);
+      check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes)),
+            "cudaFuncSetAttribute(hopper_decode_kernel shared memory)");
+      int b = 0;
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fn, kThreads, kSmemBytes),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor(hopper_decode_kernel)");
+      blocks = std::min(blocks, b);
+    }
   return blocks;
 }
 
@@ -556,31 +565,30 @@ void launch_decode(portable::Elem elem, int grid, const DecodeParams& p, int64_t
                    const ScheduleLayout& layout, cudaStream_t stream) {
   if (p.page_size != kBlockN || p.h_kv != 1)
     fail(ErrorCode::unsupported, "cuda hopper kernel: needs page size 64 and h_kv = 1");
-  if (p.kv_stride_token % 8 != 0 || p.kv_stride_block % 8 != 0 || reinterpret_cast<uintptr_t>(p.kv) % 16 != 0)
-    fail(ErrorCode::unsupported, "cuda hopper kernel: kv_cache strides must be multiples of 8 elements, data 16-byte aligned");
-  // kv_cache as a 3D tensor [blocks][64 tokens][576 dims] (h_kv = 1): a box is 64 tokens x 64
-  // dims of one block, so a block's 9 boxes are fetched by coordinates (64 b, 0, block).
-  CUtensorMap map;
-  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(kDqk), static_cast<cuuint64_t>(kBlockN),
-                              static_cast<cuuint64_t>(kv_blocks)};
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(p.kv_stride_token) * 2,
-                                 static_cast<cuuint64_t>(p.kv_stride_block) * 2};
-  const cuuint32_t box[3] = {kBoxCols, kBlockN, 1};
-  const cuuint32_t elem_strides[3] = {1, 1, 1};
-  const bool half = elem == portable::Elem::fp16;
-  const CUresult r = encode_fn()(&map, half ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(p.kv), dims, strides,
-                                 box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                 kL2Promotion == 0     ? CU_TENSOR_MAP_L2_PROMOTION_NONE
-                                 : kL2Promotion == 128 ? CU_TENSOR_MAP_L2_PROMOTION_L2_128B
-                                                       : CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS)
-    fail(ErrorCode::device_error, "cuda: cuTensorMapEncodeTiled(kv_cache) failed with CUresult " + std::to_string(r));
-  if (half)
-    hopper_decode_kernel<__half><<<grid, kThreads, kSmemBytes, stream>>>(map, p, layout);
-  else
-    hopper_decode_kernel<__nv_bfloat16><<<grid, kThreads, kSmemBytes, stream>>>(map, p, layout);
-  check_launch("hopper_decode_kernel launch");
+  const bool plain = p.kv_read == KvRead::plain;
+  // TMA: 16-byte aligned base and strides (8 16-bit elements, or 16 bytes of an 8-bit cache).
+  const int64_t align = plain ? 8 : 16;
+  if (p.kv_stride_token % align != 0 || p.kv_stride_block % align != 0 || reinterpret_cast<uintptr_t>(p.kv) % 16 != 0)
+    fail(ErrorCode::unsupported, "cuda hopper kernel: kv_cache strides must be multiples of 16 bytes, data 16-byte aligned");
+  KvMaps maps;
+  if (plain) {
+    maps.kv = make_map(p, elem == portable::Elem::fp16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                       2, kDqk, kv_blocks, kBoxCols, CU_TENSOR_MAP_SWIZZLE_128B);
+    maps.rope = maps.scales = maps.kv;
+  } else if (p.kv_read == KvRead::fp8_ds_mla) {
+    maps.kv = make_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDsTokenBytes, kv_blocks, kInBoxCols, CU_TENSOR_MAP_SWIZZLE_NONE);
+    maps.rope = make_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDsTokenBytes, kv_blocks, 2 * (kDqk - kDv),
+                         CU_TENSOR_MAP_SWIZZLE_128B);
+    maps.scales = make_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDsTokenBytes, kv_blocks, 16, CU_TENSOR_MAP_SWIZZLE_NONE);
+  } else {
+    maps.kv = make_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDqk, kv_blocks, kInBoxCols, CU_TENSOR_MAP_SWIZZLE_NONE);
+    maps.rope = maps.scales = maps.kv;
+  }
+  const void* fn = kernel_for(elem, p.kv_read);
+  DecodeParams params = p;
+  ScheduleLayout sched = layout;
+  void* args[] = {&maps, &params, &sched};
+  check(cudaLaunchKernel(fn, dim3(grid), dim3(kThreads), args, kSmemBytes, stream), "hopper_decode_kernel launch");
 }
 
 }  // namespace mla::cuda::hopper

@@ -30,8 +30,9 @@ void launch_scheduler(const int32_t* cache_seqlens, int32_t batch, int32_t capac
                       const portable::ScheduleLayout& layout, cudaStream_t stream);
 
 // Launches the persistent kernel on `grid` = pieces x units CTAs. kv_blocks: kv_cache's first dimension.
-// elem: q, kv and out are all bf16 or all fp16. Requires page size 64, h_kv = 1, kv token
-// stride and block stride multiples of 8 elements, kv data 16-byte aligned (checked;
+// elem: q and out are bf16 or fp16; the cache holds elem too (params.kv_read = plain) or one of
+// the 8-bit formats (params.kv_read, params.kv_scale). Requires page size 64, h_kv = 1, kv
+// token and block strides multiples of 16 bytes, kv data 16-byte aligned (checked;
 // Error(unsupported) otherwise).
 void launch_decode(portable::Elem elem, int grid, const portable::DecodeParams& params, int64_t kv_blocks,
                    const portable::ScheduleLayout& layout, cudaStream_t stream);

@@ -5,58 +5,11 @@
 
 #include <cmath>
 
-#include <cuda_fp8.h>
-
 #include "decode_traits.cuh"
+#include "kv_dequant.cuh"
 #include "mma_sm80.cuh"
 
 namespace mla::cuda::portable {
-
-template <typename T>
-struct ElemOps;
-template <>
-struct ElemOps<__nv_bfloat16> {
-  __device__ static uint32_t pack(float a, float b) { return Mma<__nv_bfloat16>::pack(a, b); }
-};
-template <>
-struct ElemOps<__half> {
-  __device__ static uint32_t pack(float a, float b) { return Mma<__half>::pack(a, b); }
-};
-
-// Eight 8-bit KV values of one chunk as eight T (exact: fp8 values and int8 codes fit a 16-bit
-// float), times `scale` (fp8_ds_mla's group scale, a power of two: still exact). fp8 pairs go
-// through cuda_fp8.h's e4m3x2 -> half2 conversion (one instruction on sm_89+, emulated before).
-template <typename T>
-__device__ __forceinline__ uint4 dequantize_chunk(uint2 raw, bool is_int8, float scale) {
-  uint32_t out[4];
-  const uint32_t words[2] = {raw.x, raw.y};
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const uint16_t two = static_cast<uint16_t>(words[k / 2] >> (16 * (k % 2)));
-    float a, b;
-    if (is_int8) {
-      a = static_cast<float>(static_cast<int8_t>(two & 0xff));
-      b = static_cast<float>(static_cast<int8_t>(two >> 8));
-    } else {
-      const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two), __NV_E4M3);
-      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
-      a = f.x;
-      b = f.y;
-    }
-    out[k] = ElemOps<T>::pack(a * scale, b * scale);
-  }
-  return make_uint4(out[0], out[1], out[2], out[3]);
-}
-
-// Eight bf16 values (fp8_ds_mla's rope) as eight T.
-template <typename T>
-__device__ __forceinline__ uint4 rope_chunk(uint2 lo, uint2 hi) {
-  const uint16_t* a = reinterpret_cast<const uint16_t*>(&lo);
-  const uint16_t* b = reinterpret_cast<const uint16_t*>(&hi);
-  auto f = [](uint16_t bits) { return __uint_as_float(static_cast<uint32_t>(bits) << 16); };
-  return make_uint4(ElemOps<T>::pack(f(a[0]), f(a[1])), ElemOps<T>::pack(f(a[2]), f(a[3])),
-                    ElemOps<T>::pack(f(b[0]), f(b[1])), ElemOps<T>::pack(f(b[2]), f(b[3])));
-}
 
 // Last key (exclusive) query token t may see: DESIGN 2.1's causal rule.
 __device__ __forceinline__ int visible_keys(int len, int s_q, int t, bool causal) {

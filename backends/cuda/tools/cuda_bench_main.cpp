@@ -2,6 +2,7 @@
 // matmul ceilings measured in the same run.
 //   mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick] [--case I[,J...]]
 //                  [--dtype bf16|fp16]   (q, kv and out; FlashMLA's figures are bf16)
+//                  [--kv-format F]       (the cache's format; default: the query dtype's 16-bit one)
 //   (--case: only these rows of the table, 0-based; for profilers and A/B runs)
 // Times plan->run (decode + combine; the schedule is made once per step and timed apart),
 // median of N launches timed with CUDA events, one input set per case.
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "ceilings.hpp"
 #include "device_inputs.hpp"
 #include "mla/error.hpp"
+#include "mla/kv_format.hpp"
 #include "mla/metrics.hpp"
 #include "mla/registry.hpp"
 
@@ -67,7 +70,7 @@ double median_us(Fn&& fn, cudaStream_t stream, int warmup, int iters) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick] [--case I[,J...]] [--dtype bf16|fp16]\n");
+    std::fprintf(stderr, "usage: mla_cuda_bench CONFIG [--iters N] [--warmup N] [--json OUT] [--cases all|quick] [--case I[,J...]] [--dtype bf16|fp16] [--kv-format F]\n");
     return 2;
   }
   const std::string config = argv[1];
@@ -75,6 +78,7 @@ int main(int argc, char** argv) {
   std::string json_path, which = "all";
   std::string only;  // comma-separated row indices; empty: all
   DType dtype = DType::bf16;
+  std::string kv_format_name_arg;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--iters") iters = std::stoi(argv[i + 1]);
@@ -83,6 +87,12 @@ int main(int argc, char** argv) {
     else if (k == "--cases") which = argv[i + 1];
     else if (k == "--case") only = "," + std::string(argv[i + 1]) + ",";
     else if (k == "--dtype") dtype = std::string(argv[i + 1]) == "fp16" ? DType::fp16 : DType::bf16;
+    else if (k == "--kv-format") kv_format_name_arg = argv[i + 1];
+  }
+  std::optional<KvFormat> kv_format = kv_format_name_arg.empty() ? plain_kv_format(dtype) : parse_kv_format(kv_format_name_arg);
+  if (!kv_format) {
+    std::fprintf(stderr, "unknown KV format '%s' (known: %s)\n", kv_format_name_arg.c_str(), kv_format_names().c_str());
+    return 2;
   }
   try {
     auto device = open_device_from_file(config);
@@ -108,7 +118,7 @@ int main(int argc, char** argv) {
       p.causal = c.causal;
       p.page_size = 64;
       p.dtype = dtype;
-      p.kv_format = *mla::plain_kv_format(dtype);
+      p.kv_format = *kv_format;
       InputSpec spec;
       spec.seqlen = c.seqlen;
       spec.varlen = c.varlen;
@@ -135,10 +145,11 @@ int main(int argc, char** argv) {
       std::snprintf(buf, sizeof buf,
                     "%s{\"case\":\"%s\",\"b\":%lld,\"s_q\":%lld,\"h_q\":%lld,\"len\":%lld,\"varlen\":%s,\"mean_len\":%.1f,"
                     "\"us\":%.2f,\"gbps\":%.1f,\"tflops\":%.2f,\"flashmla_us\":%.0f,\"triton_us\":%.0f,\"sched_us\":%.2f,"
-                    "\"kernel\":\"%s\",\"dtype\":\"%s\"}",
+                    "\"kernel\":\"%s\",\"dtype\":\"%s\",\"kv_format\":\"%s\",\"kv_bytes_per_token\":%lld}",
                     first ? "" : ",", c.label, (long long)c.batch, (long long)c.s_q, (long long)c.heads, (long long)c.seqlen,
                     c.varlen ? "true" : "false", in.mean_seqlen, us, gbps, tflops, c.flashmla_us, triton_us(index), sched_us,
-                    plan->kernel_name().c_str(), dtype_name(dtype));
+                    plan->kernel_name().c_str(), dtype_name(dtype), kv_format_name(*kv_format),
+                    (long long)kv_token_bytes(*kv_format, p.d_c, p.d_r));
       json += buf;
       first = false;
     }

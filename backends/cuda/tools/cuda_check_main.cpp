@@ -1,7 +1,10 @@
 // mla_cuda_check: correctness of the cuda backend on the GPU machine.
 //   mla_cuda_check grid  CONFIG [--max-cases N] [--max-len L] [--seed S] [--hopper-shapes]
+//                        [--kv-formats F1,F2,...]
 //                        CPU float64 reference over the DESIGN 7 grid (plus absorb cases); with
-//                        --hopper-shapes only page 64 / h_kv 1 cases, bf16 and fp16 (latent, and 5 absorb)
+//                        --hopper-shapes only page 64 / h_kv 1 cases, bf16 and fp16 (latent, and 5 absorb);
+//                        with --kv-formats the cases take these KV formats in turn (quantized ones are
+//                        also checked against the unquantized values within the format's tolerance)
 //   mla_cuda_check graph CONFIG                                            CUDA graph replay == direct call
 // Every case prints one line (a repro); the exit status is the number of failures (capped).
 #include <cuda_runtime.h>
@@ -31,10 +34,11 @@ struct Case {
 
 std::string describe(const Case& c) {
   char buf[300];
-  std::snprintf(buf, sizeof buf, "%sb=%lld s_q=%lld h_q=%lld h_kv=%lld page=%lld causal=%d %s lengths=%s",
+  std::snprintf(buf, sizeof buf, "%sb=%lld s_q=%lld h_q=%lld h_kv=%lld page=%lld causal=%d %s kv=%s lengths=%s",
                 c.p.variant == Variant::absorb ? "absorb " : "",
                 (long long)c.p.batch, (long long)c.p.s_q, (long long)c.p.h_q, (long long)c.p.h_kv,
-                (long long)c.p.page_size, c.p.causal ? 1 : 0, dtype_name(c.p.dtype), c.lengths.c_str());
+                (long long)c.p.page_size, c.p.causal ? 1 : 0, dtype_name(c.p.dtype), kv_format_name(c.p.kv_format),
+                c.lengths.c_str());
   return buf;
 }
 
@@ -135,11 +139,13 @@ std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed, bool 
   return out;
 }
 
-int run_grid(const std::string& config, int max_cases, int64_t max_len, uint64_t seed, bool hopper_only) {
+int run_grid(const std::string& config, int max_cases, int64_t max_len, uint64_t seed, bool hopper_only,
+             const std::vector<KvFormat>& formats) {
   auto device = open_device_from_file(config);
   int failures = 0, count = 0;
-  double worst_l2 = 0, worst_lse = 0;
-  for (const Case& c : make_grid(max_cases, max_len, seed, hopper_only)) {
+  double worst_l2 = 0, worst_lse = 0, worst_quant_l2 = 0;
+  for (Case c : make_grid(max_cases, max_len, seed, hopper_only)) {
+    if (!formats.empty()) c.p.kv_format = formats[static_cast<size_t>(count) % formats.size()];
     ++count;
     try {
       HostInputs in = make_random_inputs(c.p, c.spec);
@@ -160,24 +166,35 @@ int run_grid(const std::string& config, int max_cases, int64_t max_len, uint64_t
       Comparison cmp = compare_to_reference(in.problem, ref, got.out.view(), got.lse.view());
       worst_l2 = std::max(worst_l2, cmp.rel_l2_error);
       worst_lse = std::max(worst_lse, cmp.lse_max_abs_error);
-      std::printf("%s %-4s %s | %s | kernel %s\n", cmp.passed ? "PASS" : "FAIL", "", describe(c).c_str(),
-                  cmp.summary().c_str(), plan->kernel_name().c_str());
-      if (!cmp.passed) ++failures;
+      bool passed = cmp.passed;
+      std::string quant;
+      if (is_quantized(c.p.kv_format)) {  // the format's own error, against the values before quantization
+        const HostInputs plain = in.unquantized();
+        const Comparison q = compare_to_reference(in.problem, reference_decode(plain.problem, plain.args()),
+                                                  got.out.view(), got.lse.view(), quantization_tolerance(in.problem));
+        worst_quant_l2 = std::max(worst_quant_l2, q.rel_l2_error);
+        passed = passed && q.passed;
+        quant = " | vs unquantized: " + q.summary();
+      }
+      std::printf("%s %-4s %s | %s%s | kernel %s\n", passed ? "PASS" : "FAIL", "", describe(c).c_str(),
+                  cmp.summary().c_str(), quant.c_str(), plan->kernel_name().c_str());
+      if (!passed) ++failures;
     } catch (const Error& e) {
       ++failures;
       std::printf("FAIL %s | error: %s\n", describe(c).c_str(), e.what());
     }
     std::fflush(stdout);
   }
-  std::printf("grid: %d cases, %d failed; worst rel_l2 %.3g, worst lse abs %.3g\n", count, failures, worst_l2,
-              worst_lse);
+  std::printf("grid: %d cases, %d failed; worst rel_l2 %.3g, worst lse abs %.3g, worst quantization rel_l2 %.3g\n",
+              count, failures, worst_l2, worst_lse, worst_quant_l2);
   return std::min(failures, 100);
 }
 
 // Captures schedule + run in a CUDA graph, replays it and compares bit-for-bit with a direct call.
-int run_graph(const std::string& config) {
+int run_graph(const std::string& config, KvFormat format) {
   auto device = open_device_from_file(config);
   Problem p;
+  p.kv_format = format;
   p.batch = 6;
   p.s_q = 2;
   p.h_q = 128;
@@ -229,7 +246,8 @@ int run_graph(const std::string& config) {
                     std::memcmp(g_lse.data(), direct_lse.data(), g_lse.bytes()) == 0;
   ReferenceOutput ref = reference_decode(in.problem, in.args());
   Comparison cmp = compare_to_reference(in.problem, ref, g_out.view(), g_lse.view());
-  std::printf("%s graph: replay %s direct call (bitwise); vs reference: %s\n", same && cmp.passed ? "PASS" : "FAIL",
+  std::printf("%s graph (%s, kernel %s): replay %s direct call (bitwise); vs reference: %s\n",
+              same && cmp.passed ? "PASS" : "FAIL", kv_format_name(format), plan->kernel_name().c_str(),
               same ? "==" : "!=", cmp.summary().c_str());
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
@@ -243,7 +261,8 @@ int run_graph(const std::string& config) {
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
-                 "usage: mla_cuda_check grid|graph CONFIG [--max-cases N] [--max-len L] [--seed S] [--hopper-shapes]\n");
+                 "usage: mla_cuda_check grid|graph CONFIG [--max-cases N] [--max-len L] [--seed S] [--hopper-shapes]\n"
+                 "                      [--kv-formats F1,F2,...]  (graph: [--kv-format F])\n");
     return 2;
   }
   const std::string mode = argv[1], config = argv[2];
@@ -251,6 +270,7 @@ int main(int argc, char** argv) {
   int64_t max_len = 4096;
   uint64_t seed = 1;
   bool hopper_only = false;
+  std::vector<KvFormat> formats;
   for (int i = 3; i < argc; ++i)
     if (std::string(argv[i]) == "--hopper-shapes") hopper_only = true;
   for (int i = 3; i + 1 < argc; i += 2) {
@@ -259,10 +279,24 @@ int main(int argc, char** argv) {
     if (k == "--max-cases") max_cases = std::stoi(argv[i + 1]);
     else if (k == "--max-len") max_len = std::stoll(argv[i + 1]);
     else if (k == "--seed") seed = std::stoull(argv[i + 1]);
+    else if (k == "--kv-formats" || k == "--kv-format") {
+      std::string list = argv[i + 1];
+      for (size_t at = 0; at <= list.size();) {
+        const size_t comma = std::min(list.find(',', at), list.size());
+        const std::string name = list.substr(at, comma - at);
+        const auto f = parse_kv_format(name);
+        if (!f) {
+          std::fprintf(stderr, "unknown KV format '%s' (known: %s)\n", name.c_str(), kv_format_names().c_str());
+          return 2;
+        }
+        formats.push_back(*f);
+        at = comma + 1;
+      }
+    }
   }
   try {
-    if (mode == "grid") return run_grid(config, max_cases, max_len, seed, hopper_only);
-    if (mode == "graph") return run_graph(config);
+    if (mode == "grid") return run_grid(config, max_cases, max_len, seed, hopper_only, formats);
+    if (mode == "graph") return run_graph(config, formats.empty() ? KvFormat::bf16 : formats.front());
   } catch (const Error& e) {
     std::printf("FAIL %s: %s\n", mode.c_str(), e.what());
     return 1;

@@ -1,6 +1,9 @@
 #include "device_inputs.hpp"
 
+#include "mla/kv_format.hpp"
+
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 
@@ -38,16 +41,7 @@ void DeviceTensors::download(HostTensor& host, const TensorView& dev, void* stre
 
 RunArgs upload_inputs(DeviceTensors& s, const HostInputs& in, void* stream) {
   RunArgs a;
-  a.q = s.upload(in.q, stream);
-  a.q_nope = s.upload(in.q_nope, stream);
-  a.q_rope = s.upload(in.q_rope, stream);
-  a.w_uk = s.upload(in.w_uk, stream);
-  a.w_uv = s.upload(in.w_uv, stream);
-  a.kv_cache = s.upload(in.kv_cache, stream);
-  a.block_table = s.upload(in.block_table, stream);
-  a.cache_seqlens = s.upload(in.cache_seqlens, stream);
-  a.out = s.upload(in.out, stream);
-  a.lse = s.upload(in.lse, stream);
+  for (const RunOperand& op : kRunOperands) a.*op.member = s.upload(host_operand(in, op), stream);
   return a;
 }
 
@@ -70,6 +64,40 @@ void fill_random(Device& device, void* dst, size_t bytes, DType dtype, uint64_t 
   device.copy(d, pool.data(), first, CopyKind::host_to_device, stream);
   for (size_t off = first; off < bytes; off += first)
     device.copy(d + off, d, std::min(first, bytes - off), CopyKind::device_to_device, stream);
+}
+
+// An 8-bit cache for timing: a pool of normal random tokens quantized by the format's traits
+// (scales calibrated to the pool's largest magnitudes, as write_kv would store them), tiled over
+// the cache; kv_scale allocated and uploaded where the format has one.
+static void fill_quantized_cache(DeviceTensors& store, const Problem& p, RunArgs& args, uint64_t seed, void* stream) {
+  const KvFormatTraits& kv = p.kv();
+  const int64_t d_qk = p.d_qk(), token_bytes = kv_token_bytes(p.kv_format, p.d_c, p.d_r);
+  const int64_t tokens = p.num_blocks * p.page_size * p.h_kv;
+  const int64_t pool_tokens = std::min<int64_t>(tokens, 1 << 15);
+  std::vector<float> values(static_cast<size_t>(pool_tokens * d_qk)), amax(static_cast<size_t>(d_qk), 0.f);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i] = normal(rng);
+    amax[i % static_cast<size_t>(d_qk)] = std::max(amax[i % static_cast<size_t>(d_qk)], std::fabs(values[i]));
+  }
+  std::vector<float> scale;
+  const std::vector<int64_t> scale_shape = kv_scale_shape(p.kv_format, p.d_c, p.d_r);
+  if (!scale_shape.empty()) {
+    scale = kv_scale_from_amax(p.kv_format, amax);
+    HostTensor host_scale(DType::fp32, scale_shape);
+    std::copy(scale.begin(), scale.end(), host_scale.as<float>());
+    args.kv_scale = store.upload(host_scale, stream);
+  }
+  HostTensor pool(DType::uint8, {pool_tokens * token_bytes});
+  for (int64_t t = 0; t < pool_tokens; ++t)
+    kv.quantize(values.data() + t * d_qk, scale.empty() ? nullptr : scale.data(), p.d_c, p.d_r,
+                pool.as<unsigned char>() + t * token_bytes);
+  auto* d = static_cast<unsigned char*>(args.kv_cache.data);
+  const size_t bytes = static_cast<size_t>(tokens * token_bytes), first = static_cast<size_t>(pool.bytes());
+  store.device().copy(d, pool.data(), first, CopyKind::host_to_device, stream);
+  for (size_t off = first; off < bytes; off += first)
+    store.device().copy(d + off, d, std::min(first, bytes - off), CopyKind::device_to_device, stream);
 }
 
 BenchInputs make_bench_inputs(DeviceTensors& store, const Problem& base, const InputSpec& spec, void* stream) {
@@ -109,8 +137,12 @@ BenchInputs make_bench_inputs(DeviceTensors& store, const Problem& base, const I
   b.args.out = store.empty(p.dtype, {p.batch, p.s_q, p.h_q, p.d_v()});
   b.args.lse = store.empty(DType::fp32, {p.batch, p.h_q, p.s_q});
   // Different pools for q and KV: equal rows would make every score a squared norm.
-  fill_random(store.device(), b.args.kv_cache.data,
-              static_cast<size_t>(b.args.kv_cache.numel()) * dtype_size(p.kv().element), p.kv().element, spec.seed + 1, stream);
+  if (is_quantized(p.kv_format))
+    fill_quantized_cache(store, p, b.args, spec.seed + 1, stream);
+  else
+    fill_random(store.device(), b.args.kv_cache.data,
+                static_cast<size_t>(b.args.kv_cache.numel()) * dtype_size(p.kv().element), p.kv().element,
+                spec.seed + 1, stream);
   fill_random(store.device(), b.args.q.data, static_cast<size_t>(b.args.q.numel()) * dtype_size(p.dtype), p.dtype,
               spec.seed + 7, stream);
   return b;

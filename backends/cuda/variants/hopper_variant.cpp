@@ -1,5 +1,5 @@
-// The Hopper kernel (sm_90a: TMA + wgmma, hopper/) as a table entry: bf16/fp16 caches in 64-token
-// pages with one latent head; a contiguous cost-balanced schedule whose pieces are each run by
+// The Hopper kernel (sm_90a: TMA + wgmma, hopper/) as a table entry: bf16/fp16 queries over
+// caches of every KV format in 64-token pages with one latent head; a contiguous cost-balanced schedule whose pieces are each run by
 // one CTA per 64-row tile.
 #include <algorithm>
 
@@ -15,7 +15,10 @@ namespace pk = portable;
 class HopperVariant final : public KernelVariant {
  public:
   [[nodiscard]] const char* config_name() const override { return "hopper"; }
-  [[nodiscard]] std::string kernel_name(const LaunchChoice&) const override { return "cuda_hopper_tma_wgmma_m64"; }
+  [[nodiscard]] std::string kernel_name(const LaunchChoice& c) const override {
+    const std::string base = "cuda_hopper_tma_wgmma_m64";
+    return is_quantized(c.kv_format) ? base + "_" + kv_format_name(c.kv_format) : base;
+  }
 
   [[nodiscard]] std::string refusal(const Problem& p, const DeviceInfo& device) const override {
     if (device.prop.major != 9 || device.prop.minor != 0)
@@ -23,8 +26,6 @@ class HopperVariant final : public KernelVariant {
              ", the kernel is built for sm_90a only";
     if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
       return std::string("dtype ") + dtype_name(p.dtype) + " (the kernel reads bf16 or fp16)";
-    if (is_quantized(p.kv_format))
-      return std::string("the ") + kv_format_name(p.kv_format) + " KV format (the portable kernel reads it)";
     if (p.page_size != hopper::block_keys())
       return "page size " + std::to_string(p.page_size) + " (the kernel loads whole 64-token pages by TMA)";
     if (p.h_kv != 1) return "h_kv = " + std::to_string(p.h_kv) + " (the kernel handles one latent KV head)";
@@ -45,6 +46,7 @@ class HopperVariant final : public KernelVariant {
     LaunchChoice c;
     c.variant = this;
     c.elem = p.dtype == DType::bf16 ? pk::Elem::bf16 : pk::Elem::fp16;
+    c.kv_format = p.kv_format;
     c.stages = 2;
     c.threads = hopper::threads_per_cta();
     c.ctas_per_sm = occ;
@@ -60,6 +62,10 @@ class HopperVariant final : public KernelVariant {
         << rows << " in " << c.m_tiles << " tile(s)), persistent grid " << c.grid << " = " << c.pieces
         << " KV pieces x " << c.units << " row tile(s) (" << occ << " CTA/SM x " << device.prop.multiProcessorCount
         << " SMs)";
+    if (is_quantized(p.kv_format))
+      why << "; " << kv_format_name(p.kv_format)
+          << " cache: its 8-bit bytes loaded by TMA into the 16-bit tile's own shared memory and dequantized there by "
+             "three producer warps (scales folded into q and the output, or applied per token group)";
     return c;
   }
 

@@ -26,6 +26,7 @@ struct LaunchChoice {
   const KernelVariant* variant = nullptr;
   portable::TileShape shape = portable::TileShape::m64;  // rows per CTA (portable)
   portable::Elem elem = portable::Elem::bf16;
+  KvFormat kv_format = KvFormat::bf16;  // the cache's format (names the kernel)
   int stages = 2;
   int threads = 0;      // per CTA
   int ctas_per_sm = 1;

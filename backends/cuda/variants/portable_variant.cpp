@@ -29,6 +29,7 @@ class PortableVariant final : public KernelVariant {
     LaunchChoice c;
     c.variant = this;
     c.elem = p.dtype == DType::bf16 ? pk::Elem::bf16 : pk::Elem::fp16;
+    c.kv_format = p.kv_format;
     // Smallest row tile that holds the group's rows: padding rows cost MMA work, not bytes.
     c.shape = rows <= 16 ? pk::TileShape::m16 : rows <= 32 ? pk::TileShape::m32 : pk::TileShape::m64;
     c.threads = pk::tile_threads(c.shape);
