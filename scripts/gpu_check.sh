@@ -4,7 +4,7 @@
 # replay, measures the copy and matmul ceilings and runs the ANCHORS.md benchmark table.
 #
 #   scripts/gpu_check.sh [STAGE...]      STAGE: env build sass hcheck check pcheck graph memcheck bench
-#                                        fp16 sbs full kv hkv kvbench profile pbench stalls times python
+#                                        fp16 sbs full kv hkv kvbench cp profile pbench stalls times python
 #                                        (default: env build sass hcheck check pcheck graph memcheck bench)
 #     fp16:   the bench rows with --dtype bf16 then --dtype fp16 (the Hopper kernel in both types)
 #     sbs:    side by side with FlashMLA on the same inputs (needs .gpu-bench, see docs/backends/cuda.md)
@@ -26,6 +26,9 @@
 #             and compute-sanitizer memcheck on a few cases per format
 #     kvbench: the bench table (mla_cuda_bench) once per KV format: bf16, fp8_e4m3, int8, fp8_ds_mla
 #             (MLA_KV_BENCH_CASES: rows, default all); with sbs in the same call for FlashMLA's times
+#     cp:     context parallelism across this machine's GPUs over NCCL (mla_cuda_cp): the merged
+#             shards against the reference, then the multi-GPU bench rows; with the GPU topology
+#             (nvidia-smi topo -m) and NCCL's version. NCCL: MLA_NCCL_LIBRARY, else PyTorch's
 #     python: the Python package on the GPU (python/tests/gpu_*.py): CUDA tensors, torch's current
 #             stream, CUDA-graph capture/replay, mla.flashmla against FlashMLA's kernel (needs
 #             .gpu-bench), with the libmla.so of the build stage (the machine's default compiler)
@@ -78,7 +81,7 @@ if has build; then
   if cmake -S "$ROOT/backends/cuda/tools/standalone" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
         -DMLA_CUDA_PORTABLE_ARCHS="${MLA_CUDA_ARCHS:-90-real}" -DMLA_CUDA_PTXAS_VERBOSE=ON \
         -DCMAKE_CUDA_FLAGS="${MLA_CUDA_FLAGS:-}" > "$OUT/build.log" 2>&1 &&
-     ninja -C "$BUILD" mla_cuda_check mla_cuda_bench mla_shared >> "$OUT/build.log" 2>&1; then
+     ninja -C "$BUILD" mla_cuda_check mla_cuda_bench mla_cuda_cp mla_shared >> "$OUT/build.log" 2>&1; then
     note "build: ok in $(( $(date +%s) - start )) s"
     grep -E "registers|spill" "$OUT/build.log" | sort | uniq -c | head -20 | tee -a "$OUT/summary.txt"
   else
@@ -173,6 +176,22 @@ if has kvbench; then
     note "kvbench --kv-format $fmt: rc $?"
     grep '^|' "$OUT/kvbench_$fmt.log" | cut -d'|' -f2-8,12,15 | tee -a "$OUT/summary.txt"
   done
+fi
+if has cp; then
+  if [[ -z "${MLA_NCCL_LIBRARY:-}" ]]; then
+    MLA_NCCL_LIBRARY=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null)
+    [[ -f "$MLA_NCCL_LIBRARY" ]] && export MLA_NCCL_LIBRARY || unset MLA_NCCL_LIBRARY
+  fi
+  nvidia-smi topo -m > "$OUT/topo.txt" 2>&1
+  note "cp: GPUs $(nvidia-smi -L | wc -l); NCCL ${MLA_NCCL_LIBRARY:-libnccl.so.2 on the loader path}; topology: $(grep -E '^GPU0' "$OUT/topo.txt" | tr -s ' \t' ' ')"
+  timeout 200 "$BUILD/cuda/mla_cuda_cp" "$CONFIG" check > "$OUT/cp_check.log" 2>&1
+  rc=$?
+  note "cp check: rc $rc; $(grep -c '^PASS' "$OUT/cp_check.log") PASS, $(grep -c '^FAIL' "$OUT/cp_check.log") FAIL; $(grep -E '^(NCCL|SKIP)' "$OUT/cp_check.log" | head -1)"
+  grep -E '^FAIL' "$OUT/cp_check.log" | head -10
+  [ $rc -ne 0 ] && STATUS=1
+  timeout 300 "$BUILD/cuda/mla_cuda_cp" "$CONFIG" bench --iters "${MLA_BENCH_ITERS:-20}" --json "$OUT/cp_bench.json" > "$OUT/cp_bench.log" 2>&1
+  note "cp bench: rc $?"
+  cat "$OUT/cp_bench.log" | tee -a "$OUT/summary.txt"
 fi
 if has bench; then
   timeout 400 "$BENCH" "$CONFIG" --iters "${MLA_BENCH_ITERS:-50}" --warmup 5 --json "$OUT/bench.json" ${MLA_BENCH_CASES:+--case $MLA_BENCH_CASES} \

@@ -27,29 +27,6 @@ Comparison compare_to_unquantized(const HostInputs& in) {
   return compare_to_reference(in.problem, ref, in.out.view(), in.lse.view(), quantization_tolerance(in.problem));
 }
 
-HostInputs context_shard(const HostInputs& full, int r, int n) {
-  HostInputs s = full;
-  const Problem& p = full.problem;
-  s.problem.causal = p.causal && r == n - 1;
-  s.block_table = HostTensor(DType::int32, {p.batch, p.max_blocks_per_seq});
-  s.block_table.fill_nan();
-  s.cache_seqlens = HostTensor(DType::int32, {p.batch});
-  for (int64_t i = 0; i < p.batch; ++i) {
-    const int64_t len = full.seqlens[static_cast<size_t>(i)], pages = (len + p.page_size - 1) / p.page_size;
-    const int64_t first = r * pages / n, last = (r + 1) * pages / n;
-    for (int64_t j = first; j < last; ++j)
-      s.block_table.as<int32_t>()[i * p.max_blocks_per_seq + (j - first)] =
-          full.block_table.as<int32_t>()[i * p.max_blocks_per_seq + j];
-    s.cache_seqlens.as<int32_t>()[i] =
-        static_cast<int32_t>(std::clamp<int64_t>(len - first * p.page_size, 0, (last - first) * p.page_size));
-    s.seqlens[static_cast<size_t>(i)] = s.cache_seqlens.as<int32_t>()[i];
-  }
-  s.out = HostTensor(full.out.view().dtype, {p.batch, p.s_q, p.h_q, p.out_width()});
-  s.lse = HostTensor(DType::fp32, {p.batch, p.h_q, p.s_q});
-  s.poison_outputs();
-  return s;
-}
-
 Problem small_problem(int64_t b, int64_t s_q, int64_t h_q, int64_t h_kv, bool causal, int64_t page_size, Variant variant,
                       DType dtype) {
   Problem p;

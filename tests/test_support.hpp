@@ -28,13 +28,6 @@ CaseResult run_and_compare(Device& device, HostInputs& inputs);
 // unquantized bf16 values (HostInputs::unquantized), with the format's quantization tolerance.
 Comparison compare_to_unquantized(const HostInputs& inputs);
 
-// Rank r of n of a context-parallel split of `full`: pages [r*P/n, (r+1)*P/n) of each
-// sequence (P its page count), contiguous token ranges in rank order with the newest tokens on
-// the last rank, which alone keeps the causal mask (docs/context-parallel.md). q, weights and
-// the physical cache are shared with `full`; block table, lengths and fresh poisoned outputs
-// are the rank's own.
-HostInputs context_shard(const HostInputs& full, int rank, int ranks);
-
 Problem small_problem(int64_t b, int64_t s_q, int64_t h_q, int64_t h_kv, bool causal, int64_t page_size,
                       Variant variant = Variant::latent, DType dtype = DType::bf16);
 

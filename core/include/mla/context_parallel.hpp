@@ -46,6 +46,14 @@ class InProcessGroup {
 // merge of every rank's partials, so each rank ends with the full result. Host memory. Rows a
 // shard did not see (lse +inf, out 0: the operator's empty-row result) add nothing; a row no
 // rank saw stays out 0, lse +inf. Every rank sums in rank order, so all ranks hold the same bits.
+struct HostInputs;
+// Rank r of n of a context-parallel split of `full` (host inputs, for tests, tools and as the
+// reference layout): pages [r*P/n, (r+1)*P/n) of each sequence (P its page count), contiguous
+// token ranges in rank order with the newest tokens on the last rank, which alone keeps the
+// causal mask (docs/context-parallel.md). q, weights and the physical cache are shared with
+// `full`; block table, lengths and fresh poisoned outputs are the rank's own.
+HostInputs context_shard(const HostInputs& full, int rank, int ranks);
+
 void merge_context_parallel_host(const Problem& problem, const TensorView& out, const TensorView& lse, Communicator& comm,
                             void* stream = nullptr);
 
