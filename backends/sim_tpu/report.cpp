@@ -81,6 +81,16 @@ std::string make_report(const Problem& p, const SimConfig& c, const StepModel& m
     candidates.push_back(x);
   }
   j["candidates"] = candidates;
+  if (m.context_parallel.ranks > 1) {
+    const ContextParallelStep& x = m.context_parallel;
+    j["context_parallel"] = {{"ranks", x.ranks},
+                             {"shard_s", x.shard_ns * 1e-9},
+                             {"exchange_s", x.exchange_ns * 1e-9},
+                             {"merge_s", x.merge_ns * 1e-9},
+                             {"bytes_per_rank", x.bytes_per_rank},
+                             {"link_bandwidth_gbps", c.topology.context_parallel.link_bandwidth_gbps},
+                             {"link_latency_us", c.topology.context_parallel.link_latency_us}};
+  }
 
   nlohmann::json engines;
   std::string engine_line = "engines (busy per engine, utilisation):";

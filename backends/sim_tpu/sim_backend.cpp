@@ -2,6 +2,7 @@
 // schedule (the simulated step for one set of lengths).
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "executor.hpp"
@@ -22,8 +23,10 @@ namespace {
 
 class SimSchedule final : public Schedule {
  public:
-  SimSchedule(std::vector<int32_t> lens, StepModel model, std::string report)
-      : lens_(std::move(lens)), model_(std::move(model)), report_(std::move(report)) {}
+  // exec_work: the partition the functional run computes with, when it is not model.work (a
+  // context-parallel model describes one shard; the run computes the whole, merged result).
+  SimSchedule(std::vector<int32_t> lens, StepModel model, std::string report, std::optional<StepWork> exec_work = {})
+      : lens_(std::move(lens)), model_(std::move(model)), report_(std::move(report)), exec_work_(std::move(exec_work)) {}
   [[nodiscard]] std::string describe() const override {
     std::ostringstream os;
     os << "sim_tpu: " << lens_.size() << " sequences, " << strategy_name(model_.work.strategy) << " partition on "
@@ -33,12 +36,14 @@ class SimSchedule final : public Schedule {
   [[nodiscard]] bool matches(const int32_t* lens) const { return std::equal(lens_.begin(), lens_.end(), lens); }
   [[nodiscard]] const StepModel& model() const { return model_; }
   [[nodiscard]] const std::string& report() const { return report_; }
+  [[nodiscard]] const StepWork& exec_work() const { return exec_work_ ? *exec_work_ : model_.work; }
   PartialBuffers& partials() const { return partials_; }
 
  private:
   std::vector<int32_t> lens_;
   StepModel model_;
   std::string report_;
+  std::optional<StepWork> exec_work_;
   mutable PartialBuffers partials_;  // grown on the first functional run, reused by later runs
 };
 
@@ -83,9 +88,19 @@ class SimPlan final : public Plan {
   std::unique_ptr<Schedule> do_schedule(const TensorView& seqlens, void*) const override {
     const int32_t* lens = seqlens.as<const int32_t>();
     validate_seqlens(problem(), lens);
-    StepModel model = model_step(problem(), config_, fits_, lens);
+    std::vector<int32_t> all(lens, lens + problem().batch);
+    if (config_.topology.context_parallel.ranks == 1) {
+      StepModel model = model_step(problem(), config_, fits_, lens);
+      std::string report = make_report(problem(), config_, model, config_.kernel.timing_only);
+      return std::make_unique<SimSchedule>(std::move(all), std::move(model), std::move(report));
+    }
+    StepModel model = model_context_parallel_step(problem(), config_, fits_, lens);
     std::string report = make_report(problem(), config_, model, config_.kernel.timing_only);
-    return std::make_unique<SimSchedule>(std::vector<int32_t>(lens, lens + problem().batch), std::move(model), std::move(report));
+    std::optional<StepWork> exec;
+    if (!config_.kernel.timing_only)  // the whole problem, partitioned as the shard's step chose
+      for (const StrategyFit& f : fits_)
+        if (f.strategy == model.work.strategy) exec = partition(problem(), config_, f, lens);
+    return std::make_unique<SimSchedule>(std::move(all), std::move(model), std::move(report), std::move(exec));
   }
 
   RunResult do_run(const RunArgs& args, const Schedule& schedule, void*) const override {
@@ -94,7 +109,7 @@ class SimPlan final : public Plan {
     if (!sim->matches(args.cache_seqlens.as<const int32_t>()))
       fail(ErrorCode::invalid_argument,
            "schedule: made for other cache_seqlens than the ones passed to run (call schedule() again for this step)");
-    if (!config_.kernel.timing_only) execute_step(problem(), args, sim->model().work, sim->partials());
+    if (!config_.kernel.timing_only) execute_step(problem(), args, sim->exec_work(), sim->partials());
     if (!config_.trace_file.empty()) write_trace(config_.trace_file, sim->model());
     RunResult r;
     r.backend = backend_name();

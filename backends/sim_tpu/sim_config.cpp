@@ -39,6 +39,15 @@ SimConfig parse_sim_config(ConfigReader& root) {
   if (c.topology.cards % c.topology.tensor_parallel != 0)
     topo.add_issue("tensor_parallel", "expected a divisor of cards = " + std::to_string(c.topology.cards) + ", got " +
                                           std::to_string(c.topology.tensor_parallel));
+  if (topo.has("context_parallel")) {
+    ConfigReader cp = topo.object("context_parallel");
+    ContextParallel& x = c.topology.context_parallel;
+    x.ranks = cp.integer("ranks", 1, 1, 4096);
+    x.link_bandwidth_gbps = x.ranks > 1 ? cp.required_number("link_bandwidth_gbps", 1e-6, kBig)
+                                        : cp.number("link_bandwidth_gbps", 0, 0, kBig);
+    x.link_latency_us = cp.number("link_latency_us", 0, 0, 1e9);
+    cp.finish();
+  }
   topo.finish();
 
   ConfigReader chip = root.object("chip");

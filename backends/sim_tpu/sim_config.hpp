@@ -11,10 +11,21 @@ namespace mla::sim_tpu {
 
 // Cards are grouped into tensor-parallel groups of `tensor_parallel` cards: the heads are split
 // across the cards of a group, and the groups (cards / tensor_parallel of them) split the batch.
+// Context parallelism (docs/context-parallel.md) over `ranks` copies of the topology above:
+// every sequence's tokens split in rank order, each rank's partial out and LSE exchanged over
+// the link between ranks (a ring all-gather: ranks - 1 hops) and merged on every rank. With
+// ranks > 1 the modelled step is that: the largest shard's step, the exchange, the merge.
+struct ContextParallel {
+  int64_t ranks = 1;
+  double link_bandwidth_gbps = 0;  // one direction between neighbouring ranks, GB/s (1e9 bytes/s)
+  double link_latency_us = 0;      // per hop
+};
+
 struct Topology {
   int64_t cards = 1;
   int64_t chips_per_card = 1;
   int64_t tensor_parallel = 1;
+  ContextParallel context_parallel;
 };
 
 struct MemoryLevel {

@@ -1,5 +1,6 @@
 #include "step_model.hpp"
 
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -98,6 +99,36 @@ StepModel model_step(const Problem& p, const SimConfig& c, const std::vector<Str
   }
   best.why = why.str();
   return best;
+}
+
+StepModel model_context_parallel_step(const Problem& p, const SimConfig& c, const std::vector<StrategyFit>& fits,
+                                      const int32_t* lens) {
+  const ContextParallel& cp = c.topology.context_parallel;
+  std::vector<int32_t> shard(static_cast<size_t>(p.batch));
+  for (int64_t i = 0; i < p.batch; ++i) {
+    const int64_t pages = (lens[i] + p.page_size - 1) / p.page_size;
+    const int64_t largest = (pages + cp.ranks - 1) / cp.ranks;  // rank r holds pages [r P / n, (r + 1) P / n)
+    shard[static_cast<size_t>(i)] = static_cast<int32_t>(std::min<int64_t>(lens[i], largest * p.page_size));
+  }
+  StepModel m = model_step(p, c, fits, shard.data());
+  ContextParallelStep& x = m.context_parallel;
+  x.ranks = cp.ranks;
+  x.shard_ns = m.latency_ns;
+  const int64_t rows = p.batch * p.s_q * p.h_q;
+  x.bytes_per_rank = rows * (p.d_v() * static_cast<int64_t>(dtype_size(p.dtype)) + 4);
+  // Ring all-gather: ranks - 1 hops, each moving one rank's partial; GB/s = bytes per ns.
+  x.exchange_ns = static_cast<double>(cp.ranks - 1) *
+                  (cp.link_latency_us * 1e3 + static_cast<double>(x.bytes_per_rank) / cp.link_bandwidth_gbps);
+  // Every rank merges every row: ranks partials of d_v + 2 values per row, on all its cores.
+  const double lanes = static_cast<double>(c.topology.cards * c.topology.chips_per_card * c.chip.cores) * c.chip.core.vector_gops;
+  x.merge_ns = static_cast<double>(rows * cp.ranks * (p.d_v() + 2)) * kVectorOpsPerMerge / lanes;
+  m.latency_ns = x.shard_ns + x.exchange_ns + x.merge_ns;
+  std::ostringstream why;
+  why << "; context parallel over " << cp.ranks << " ranks: largest shard " << ms(x.shard_ns) << ", exchange "
+      << ms(x.exchange_ns) << " (" << x.bytes_per_rank << " bytes per rank, " << cp.ranks - 1 << " hops), merge "
+      << ms(x.merge_ns);
+  m.why += why.str();
+  return m;
 }
 
 }  // namespace mla::sim_tpu

@@ -28,16 +28,33 @@ struct CandidateResult {
   std::string refusal;
 };
 
+// The context-parallel terms of a step (SimConfig topology.context_parallel, ranks > 1).
+struct ContextParallelStep {
+  int64_t ranks = 1;
+  double shard_ns = 0;        // the step of the largest shard (what `work` and `chips` describe)
+  double exchange_ns = 0;     // ring all-gather of every rank's partial out and LSE
+  double merge_ns = 0;        // the merge of the ranks' partials, on the vector units
+  int64_t bytes_per_rank = 0; // one rank's partial: out in the query dtype plus fp32 LSE
+};
+
 struct StepModel {
   StepWork work;
   std::vector<SimulatedChip> chips;
   double latency_ns = 0;
   std::vector<CandidateResult> candidates;  // every strategy considered, in order
   std::string why;                          // one line: how the strategy was chosen
+  ContextParallelStep context_parallel;     // ranks = 1 unless the topology asks for more
 };
 
 // `fits`: one per strategy considered (from fit_strategy); at least one must fit.
 StepModel model_step(const Problem& problem, const SimConfig& config, const std::vector<StrategyFit>& fits,
                      const int32_t* seqlens);
+
+// The step with context parallelism over config.topology.context_parallel.ranks copies of the
+// topology: model_step on the largest shard's lengths (each sequence's pages split in rank
+// order, as context_shard does), plus the exchange of the partials over the link and their
+// merge. latency_ns is the sum; `work` and `chips` describe the shard's step.
+StepModel model_context_parallel_step(const Problem& problem, const SimConfig& config,
+                                      const std::vector<StrategyFit>& fits, const int32_t* seqlens);
 
 }  // namespace mla::sim_tpu
