@@ -57,6 +57,13 @@ PCONFIG=/tmp/mla_portable.json  # the same device with cuda.kernel = portable
 sed 's/"kernel": *"auto"/"kernel": "portable"/' "$CONFIG" > "$PCONFIG"
 STATUS=0
 has() { [[ " $STAGES " == *" $1 "* ]]; }
+# NCCL is loaded at run time: MLA_NCCL_LIBRARY when set, else the one PyTorch ships, when no
+# other is on the loader path.
+use_pytorch_nccl() {
+  [[ -n "${MLA_NCCL_LIBRARY:-}" ]] && return
+  MLA_NCCL_LIBRARY=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null)
+  [[ -f "$MLA_NCCL_LIBRARY" ]] && export MLA_NCCL_LIBRARY || unset MLA_NCCL_LIBRARY
+}
 note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 
 # Dependencies: use the system's when present, else the carried .deb files.
@@ -178,10 +185,7 @@ if has kvbench; then
   done
 fi
 if has cp; then
-  if [[ -z "${MLA_NCCL_LIBRARY:-}" ]]; then
-    MLA_NCCL_LIBRARY=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null)
-    [[ -f "$MLA_NCCL_LIBRARY" ]] && export MLA_NCCL_LIBRARY || unset MLA_NCCL_LIBRARY
-  fi
+  use_pytorch_nccl
   nvidia-smi topo -m > "$OUT/topo.txt" 2>&1
   note "cp: GPUs $(nvidia-smi -L | wc -l); NCCL ${MLA_NCCL_LIBRARY:-libnccl.so.2 on the loader path}; topology: $(grep -E '^GPU0' "$OUT/topo.txt" | tr -s ' \t' ' ')"
   timeout 200 "$BUILD/cuda/mla_cuda_cp" "$CONFIG" check > "$OUT/cp_check.log" 2>&1
@@ -310,11 +314,7 @@ if has full; then
         -DCMAKE_CUDA_ARCHITECTURES=90 -DMLA_CUDA_PORTABLE_ARCHS="${MLA_CUDA_ARCHS:-90-real}" > "$OUT/full_build.log" 2>&1 &&
      ninja -C "$ROOT/build-full" >> "$OUT/full_build.log" 2>&1; then
     note "full build: ok in $(( $(date +%s) - start )) s"
-    # The NCCL wrapper's test loads NCCL at run time: the one PyTorch ships, when no other is on the loader path.
-    if [[ -z "${MLA_NCCL_LIBRARY:-}" ]]; then
-      MLA_NCCL_LIBRARY=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null)
-      [[ -f "$MLA_NCCL_LIBRARY" ]] && export MLA_NCCL_LIBRARY || unset MLA_NCCL_LIBRARY
-    fi
+    use_pytorch_nccl  # for the NCCL wrapper's test
     note "NCCL for the wrapper test: ${MLA_NCCL_LIBRARY:-libnccl.so.2 on the loader path}"
     (cd "$ROOT/build-full" && timeout 300 ctest -R "${MLA_CTEST_REGEX:-cuda}" --output-on-failure) > "$OUT/ctest.log" 2>&1
     rc=$?

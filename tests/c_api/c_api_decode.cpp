@@ -33,17 +33,7 @@ mla::HostInputs make_inputs(mla::Variant variant, uint64_t seed) {
   return mla::make_random_inputs(small_problem(variant), spec);
 }
 
-PlanHandle make_plan(mla_device* device, const mla::Problem& problem) {
-  mla_problem c = to_c(problem);
-  mla_plan_create_args args{};
-  args.struct_size = sizeof args;
-  args.device = device;
-  args.problem = &c;
-  Status status(mla_plan_create(&args));
-  INFO(describe(status));
-  REQUIRE(!status);
-  return PlanHandle(args.plan);
-}
+PlanHandle make_plan(mla_device* device, const mla::Problem& problem) { return create_plan(device, to_c(problem)); }
 
 ScheduleHandle make_schedule(const mla_plan* plan, const mla::HostInputs& inputs) {
   mla_schedule_create_args args{};

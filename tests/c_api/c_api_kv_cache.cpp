@@ -258,19 +258,12 @@ TEST_CASE("c_api: a caller built against the 0.1 header (no kv_format and no kv_
   t.kv_scale.dtype = 99;
   t.kv_scale.rank = 3;
 
-  mla_plan_create_args create{};
-  create.struct_size = sizeof create;
-  create.device = device.get();
-  create.problem = &p;
-  Status status(mla_plan_create(&create));
-  INFO(describe(status));
-  REQUIRE(!status);
-  PlanHandle plan(create.plan);
+  PlanHandle plan = create_plan(device.get(), p);
   mla_schedule_create_args sched{};
   sched.struct_size = sizeof sched;
   sched.plan = plan.get();
   sched.cache_seqlens = to_c(in.cache_seqlens.view());
-  status.reset(mla_schedule_create(&sched));
+  Status status(mla_schedule_create(&sched));
   REQUIRE(!status);
   ScheduleHandle schedule(sched.schedule);
   mla_run_args run{};
@@ -303,12 +296,7 @@ TEST_CASE("c_api: mla_merge_context_parallel needs the backend's native communic
   problem.max_blocks_per_seq = 2;
   problem.dtype = MLA_DTYPE_FP32;  // out and lse below are float
   problem.kv_dtype = MLA_DTYPE_FP32;
-  mla_plan_create_args plan_args{};
-  plan_args.struct_size = sizeof plan_args;
-  plan_args.device = device.get();
-  plan_args.problem = &problem;
-  REQUIRE(!Status(mla_plan_create(&plan_args)));
-  PlanHandle plan(plan_args.plan);
+  PlanHandle plan = create_plan(device.get(), problem);
 
   std::vector<float> out(2 * 16 * 512, 0.5f), lse(2 * 16, 1.5f);
   const int64_t out_shape[4] = {2, 1, 16, 512}, lse_shape[3] = {2, 16, 1};

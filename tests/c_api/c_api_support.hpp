@@ -98,4 +98,16 @@ using DeviceHandle = std::unique_ptr<mla_device, Freer<mla_device, mla_device_fr
 using PlanHandle = std::unique_ptr<mla_plan, Freer<mla_plan, mla_plan_free>>;
 using ScheduleHandle = std::unique_ptr<mla_schedule, Freer<mla_schedule, mla_schedule_free>>;
 
+// mla_plan_create that must succeed (the status is shown when it does not).
+inline PlanHandle create_plan(mla_device* device, const mla_problem& problem) {
+  mla_plan_create_args args{};
+  args.struct_size = sizeof args;
+  args.device = device;
+  args.problem = &problem;
+  Status status(mla_plan_create(&args));
+  INFO(describe(status));
+  REQUIRE(!status);
+  return PlanHandle(args.plan);
+}
+
 }  // namespace mla::testing

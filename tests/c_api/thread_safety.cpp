@@ -121,12 +121,7 @@ TEST_CASE("embedding: threads share a device and a plan, each with its own sched
   std::vector<mla::HostInputs> inputs = all_thread_inputs();
   DeviceHandle device(open_cpu_device_c());
   mla_problem problem = to_c(inputs[0].problem);
-  mla_plan_create_args plan_args{};
-  plan_args.struct_size = sizeof plan_args;
-  plan_args.device = device.get();
-  plan_args.problem = &problem;
-  REQUIRE(!Status(mla_plan_create(&plan_args)));
-  PlanHandle plan(plan_args.plan);
+  PlanHandle plan = create_plan(device.get(), problem);
 
   std::vector<ScheduleHandle> schedules(kThreads);
   auto reports = run_threads(inputs, [&](int t, mla::HostInputs& in) -> std::string {

@@ -5,7 +5,6 @@
 // (tensor-parallel) absorb, rank r running h_q/N heads with its slice of w_uk / w_uv.
 #include <catch2/catch.hpp>
 
-#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -44,15 +43,7 @@ TEST_CASE("context parallel: N shards merged equal one device", "[core][context_
                                            ranks[static_cast<size_t>(r)].lse.view(), *comm);
           });
         for (auto& t : threads) t.join();
-        const ReferenceOutput ref = reference_decode(full.problem, full.args());
-        for (int r = 0; r < n; ++r) {
-          const Comparison c = compare_to_reference(full.problem, ref, ranks[static_cast<size_t>(r)].out.view(),
-                                                    ranks[static_cast<size_t>(r)].lse.view());
-          INFO("rank " << r << ": " << c.summary());
-          CHECK(c.passed);
-          CHECK(std::memcmp(ranks[static_cast<size_t>(r)].out.data(), ranks[0].out.data(), ranks[0].out.bytes()) == 0);
-          CHECK(std::memcmp(ranks[static_cast<size_t>(r)].lse.data(), ranks[0].lse.data(), ranks[0].lse.bytes()) == 0);
-        }
+        check_merged_ranks(full, ranks);
       }
 }
 

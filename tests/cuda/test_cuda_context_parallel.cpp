@@ -125,14 +125,7 @@ TEST_CASE("cuda context parallel: N ranks on one GPU merged equal one device", "
         });
       for (auto& t : threads) t.join();
       for (const auto& e : errors) CHECK(e.empty());
-      const ReferenceOutput ref = reference_decode(full.problem, full.args());
-      for (int r = 0; r < n; ++r) {
-        const Comparison c = compare_to_reference(full.problem, ref, ranks[static_cast<size_t>(r)].out.view(),
-                                                  ranks[static_cast<size_t>(r)].lse.view());
-        INFO("rank " << r << ": " << c.summary());
-        CHECK(c.passed);
-        CHECK(std::memcmp(ranks[static_cast<size_t>(r)].out.data(), ranks[0].out.data(), ranks[0].out.bytes()) == 0);
-      }
+      check_merged_ranks(full, ranks);
     }
 #endif
 }

@@ -19,6 +19,7 @@
 #include "anchors.hpp"  // cli/: the FlashMLA tables
 #include "ceilings.hpp"
 #include "device_inputs.hpp"
+#include "event_timing.hpp"
 #include "mla/error.hpp"
 #include "mla/kv_format.hpp"
 #include "mla/metrics.hpp"
@@ -40,30 +41,6 @@ double triton_us(int index) {
     case 10: return 865;   // b8 h16 64k
     default: return 0;     // not measured
   }
-}
-
-template <typename Fn>
-double median_us(Fn&& fn, cudaStream_t stream, int warmup, int iters) {
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<float> ms;
-  for (int i = 0; i < iters; ++i) {
-    cudaEventRecord(a, stream);
-    fn();
-    cudaEventRecord(b, stream);
-    cudaEventSynchronize(b);
-    float t = 0;
-    cudaEventElapsedTime(&t, a, b);
-    ms.push_back(t);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  cudaError_t st = cudaGetLastError();
-  if (st != cudaSuccess) fail(ErrorCode::device_error, std::string("bench: ") + cudaGetErrorString(st));
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2] * 1e3;
 }
 
 }  // namespace
@@ -127,8 +104,8 @@ int main(int argc, char** argv) {
       auto in = cuda_tools::make_bench_inputs(store, p, spec, stream);
       auto plan = device->plan(in.problem);
       auto schedule = plan->schedule(in.args.cache_seqlens, stream);
-      const double sched_us = median_us([&] { auto s = plan->schedule(in.args.cache_seqlens, stream); }, stream, 2, 10);
-      const double us = median_us([&] { plan->run(in.args, *schedule, stream); }, stream, warmup, iters);
+      const double sched_us = cuda_tools::median_us([&] { auto s = plan->schedule(in.args.cache_seqlens, stream); }, stream, 2, 10);
+      const double us = cuda_tools::median_us([&] { plan->run(in.args, *schedule, stream); }, stream, warmup, iters);
       const double bytes = anchor_bytes(in.problem, in.mean_seqlen);
       const double flops = anchor_flops(in.problem, in.mean_seqlen);
       const double gbps = bytes / (us * 1e-6) / 1e9, tflops = flops / (us * 1e-6) / 1e12;

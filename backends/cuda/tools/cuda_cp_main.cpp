@@ -19,7 +19,6 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -28,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "device_inputs.hpp"
+#include "event_timing.hpp"
 #include "mla/compare.hpp"
 #include "mla/context_parallel.hpp"
 #include "mla/error.hpp"
@@ -142,28 +142,6 @@ int run_check(const nlohmann::json& config, int n, NcclComms& nccl) {
   return failures;
 }
 
-template <typename Fn>
-double median_us(Fn&& step, cudaStream_t stream, int iters) {
-  cudaEvent_t a, b;
-  cuda_ok(cudaEventCreate(&a), "cudaEventCreate");
-  cuda_ok(cudaEventCreate(&b), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) step();
-  std::vector<float> ms;
-  for (int i = 0; i < iters; ++i) {
-    cudaEventRecord(a, stream);
-    step();
-    cudaEventRecord(b, stream);
-    cudaEventSynchronize(b);
-    float t = 0;
-    cudaEventElapsedTime(&t, a, b);
-    ms.push_back(t);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2] * 1e3;
-}
-
 struct Row {
   const char* label;
   int64_t batch, s_q, seqlen;
@@ -199,11 +177,10 @@ int run_bench(const nlohmann::json& config, int n, int iters, const std::string&
       auto plan = dev->plan(in.problem);
       kernel = plan->kernel_name();
       auto schedule = plan->schedule(in.args.cache_seqlens, stream);
-      one = median_us([&] { plan->run(in.args, *schedule, stream); }, stream, iters);
+      one = cuda_tools::median_us([&] { plan->run(in.args, *schedule, stream); }, stream, 3, iters);
       cudaStreamDestroy(stream);
     }
     std::vector<double> times(static_cast<size_t>(n));
-    std::mutex inputs_mutex;
     on_ranks(n, [&](int r) {  // n GPUs: 1/n of every sequence each, then the merge
       auto dev = open_rank(config, r);
       cuda_ok(cudaSetDevice(r), "cudaSetDevice");
@@ -215,18 +192,16 @@ int run_bench(const nlohmann::json& config, int n, int iters, const std::string&
       InputSpec spec;
       spec.seqlen = row.seqlen / n;
       spec.seed = static_cast<uint64_t>(5 + r);
-      std::unique_lock<std::mutex> inputs_lock(inputs_mutex);  // make_bench_inputs keeps a static pool
       auto in = cuda_tools::make_bench_inputs(store, shard, spec, stream);
-      inputs_lock.unlock();
       auto plan = dev->plan(in.problem);
       auto schedule = plan->schedule(in.args.cache_seqlens, stream);
       auto comm = dev->wrap_native_communicator(nccl.comms[static_cast<size_t>(r)]);
-      times[static_cast<size_t>(r)] = median_us(
+      times[static_cast<size_t>(r)] = cuda_tools::median_us(
           [&] {
             plan->run(in.args, *schedule, stream);
             dev->merge_context_parallel(in.problem, in.args.out, in.args.lse, *comm, stream);
           },
-          stream, iters);
+          stream, 3, iters);
       cudaStreamDestroy(stream);
     });
     many = *std::max_element(times.begin(), times.end());

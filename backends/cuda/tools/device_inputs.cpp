@@ -45,11 +45,26 @@ RunArgs upload_inputs(DeviceTensors& s, const HostInputs& in, void* stream) {
   return a;
 }
 
+namespace {
+
+// `bytes` of device memory at `dst` filled with copies of the host `pool`: its first bytes
+// uploaded once, then tiled device-to-device.
+void tile_pool(Device& device, void* dst, size_t bytes, const void* pool, size_t pool_bytes, void* stream) {
+  auto* d = static_cast<unsigned char*>(dst);
+  const size_t first = std::min(bytes, pool_bytes);
+  device.copy(d, pool, first, CopyKind::host_to_device, stream);
+  for (size_t off = first; off < bytes; off += first)
+    device.copy(d + off, d, std::min(first, bytes - off), CopyKind::device_to_device, stream);
+}
+
+}  // namespace
+
 void fill_random(Device& device, void* dst, size_t bytes, DType dtype, uint64_t seed, void* stream) {
   constexpr size_t kPoolElems = size_t{32} << 20;
-  static HostTensor pool;
-  static DType pool_dtype = DType::int32;
-  static uint64_t pool_seed = 0;
+  // Per thread, so tools that prepare inputs on several threads (one per GPU) need no lock.
+  thread_local HostTensor pool;
+  thread_local DType pool_dtype = DType::int32;
+  thread_local uint64_t pool_seed = 0;
   if (!pool.defined() || pool_dtype != dtype || pool_seed != seed) {
     pool = HostTensor(dtype, {static_cast<int64_t>(kPoolElems)});
     std::mt19937_64 rng(seed);
@@ -58,12 +73,7 @@ void fill_random(Device& device, void* dst, size_t bytes, DType dtype, uint64_t 
     pool_dtype = dtype;
     pool_seed = seed;
   }
-  // Upload the pool once, then tile it device-to-device.
-  auto* d = static_cast<unsigned char*>(dst);
-  const size_t first = std::min(bytes, pool.bytes());
-  device.copy(d, pool.data(), first, CopyKind::host_to_device, stream);
-  for (size_t off = first; off < bytes; off += first)
-    device.copy(d + off, d, std::min(first, bytes - off), CopyKind::device_to_device, stream);
+  tile_pool(device, dst, bytes, pool.data(), pool.bytes(), stream);
 }
 
 // An 8-bit cache for timing: a pool of normal random tokens quantized by the format's traits
@@ -93,11 +103,8 @@ static void fill_quantized_cache(DeviceTensors& store, const Problem& p, RunArgs
   for (int64_t t = 0; t < pool_tokens; ++t)
     kv.quantize(values.data() + t * d_qk, scale.empty() ? nullptr : scale.data(), p.d_c, p.d_r,
                 pool.as<unsigned char>() + t * token_bytes);
-  auto* d = static_cast<unsigned char*>(args.kv_cache.data);
-  const size_t bytes = static_cast<size_t>(tokens * token_bytes), first = static_cast<size_t>(pool.bytes());
-  store.device().copy(d, pool.data(), first, CopyKind::host_to_device, stream);
-  for (size_t off = first; off < bytes; off += first)
-    store.device().copy(d + off, d, std::min(first, bytes - off), CopyKind::device_to_device, stream);
+  tile_pool(store.device(), args.kv_cache.data, static_cast<size_t>(tokens * token_bytes), pool.data(), pool.bytes(),
+            stream);
 }
 
 BenchInputs make_bench_inputs(DeviceTensors& store, const Problem& base, const InputSpec& spec, void* stream) {
