@@ -19,7 +19,7 @@
 #include "mla/registry.hpp"
 #include "mla/validate.hpp"
 #include "portable/portable_launch.hpp"
-#include "context/merge_launch.hpp"
+#include "context/context_merge.hpp"
 #include "context/nccl_communicator.hpp"
 #include "variants/kernel_variant.hpp"
 #include "write_kv/write_kv_launch.hpp"
@@ -370,7 +370,7 @@ class CudaDevice final : public Device {
  public:
   CudaDevice(CudaConfig config, std::string name, DeviceInfo info)
       : config_(std::move(config)), name_(std::move(name)), info_(info),
-        cublas_(std::make_shared<CublasHandle>(info.index)) {}
+        cublas_(std::make_shared<CublasHandle>(info.index)), merge_pool_(info.index) {}
 
   [[nodiscard]] std::string backend_name() const override { return "cuda"; }
   [[nodiscard]] std::string name() const override { return name_; }
@@ -413,43 +413,12 @@ class CudaDevice final : public Device {
   }
 
  protected:
-  // Context parallel: every rank's partials all-gathered through `comm` on the stream into one
-  // stream-ordered buffer, then merged by context/merge_kernel.cu. out and lse contiguous.
+  // Context parallel (context/context_merge.cpp): the exchange the config names, through the
+  // device's merge pool, all on the stream.
   void do_merge_context_parallel(const Problem& p, const TensorView& out, const TensorView& lse, Communicator& comm,
                                  void* stream) override {
-    if (p.dtype != DType::bf16 && p.dtype != DType::fp16)
-      fail(ErrorCode::unsupported, std::string("cuda: merge_context_parallel of dtype ") + dtype_name(p.dtype));
-    if (!out.is_contiguous() || !lse.is_contiguous())
-      fail(ErrorCode::unsupported, "cuda: merge_context_parallel needs contiguous out and lse");
-    const int n = comm.size();
-    if (n == 1) return;
     DeviceGuard guard(info_.index);
-    auto* s = static_cast<cudaStream_t>(stream);
-    const size_t out_bytes = static_cast<size_t>(out.numel()) * dtype_size(out.dtype);
-    const size_t lse_bytes = static_cast<size_t>(lse.numel()) * sizeof(float);
-    const size_t lse_offset = (out_bytes * static_cast<size_t>(n) + 255) / 256 * 256;
-    void* gathered = nullptr;
-    check(cudaMallocAsync(&gathered, lse_offset + lse_bytes * static_cast<size_t>(n), s), "cudaMallocAsync(merge)");
-    auto* base = static_cast<unsigned char*>(gathered);
-    try {
-      comm.all_gather(out.data, base, out_bytes, stream);
-      comm.all_gather(lse.data, base + lse_offset, lse_bytes, stream);
-      ContextMergeParams m;
-      m.ranks = n;
-      m.batch = p.batch;
-      m.s_q = p.s_q;
-      m.h_q = p.h_q;
-      m.width = static_cast<int>(p.out_width());
-      m.gathered_out = base;
-      m.gathered_lse = reinterpret_cast<const float*>(base + lse_offset);
-      m.out = out.data;
-      m.lse = lse.as<float>();
-      launch_context_merge(p.dtype == DType::bf16 ? pk::Elem::bf16 : pk::Elem::fp16, m, s);
-    } catch (...) {
-      cudaFreeAsync(gathered, s);
-      throw;
-    }
-    check(cudaFreeAsync(gathered, s), "cudaFreeAsync(merge)");
+    merge_context_parallel_cuda(p, out, lse, comm, context_exchange(), merge_pool_, static_cast<cudaStream_t>(stream));
   }
 
   std::unique_ptr<Communicator> wrap_native_communicator(void* handle) override {
@@ -562,6 +531,7 @@ class CudaDevice final : public Device {
   std::string name_;
   DeviceInfo info_;
   std::shared_ptr<CublasHandle> cublas_;
+  MergePool merge_pool_;  // the context-parallel merge's buffers
 };
 
 Availability probe(int index) {

@@ -35,7 +35,7 @@ void HostDevice::do_write_kv(const WriteKvArgs& args, void*, const WriteKvOption
 
 void HostDevice::do_merge_context_parallel(const Problem& problem, const TensorView& out, const TensorView& lse,
                                            Communicator& comm, void* stream) {
-  merge_context_parallel_host(problem, out, lse, comm, stream);
+  merge_context_parallel_host(problem, out, lse, comm, stream, context_exchange());
 }
 
 }  // namespace mla

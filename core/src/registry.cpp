@@ -42,13 +42,20 @@ std::string join_issues(const std::vector<ConfigIssue>& issues) {
   return s;
 }
 
+// The fields every backend shares, applied by open_device.
+struct CommonSettings {
+  std::string name;
+  ContextExchange context_exchange = ContextExchange::all_gather;
+};
+
 // Reads the common fields and the backend's own; returns the factory (or null) and parsed config.
 const BackendFactory* parse(const nlohmann::json& config, const std::vector<BackendFactory>& list,
-                            std::vector<ConfigIssue>& issues, std::any& parsed, std::string& name) {
+                            std::vector<ConfigIssue>& issues, std::any& parsed, CommonSettings& common) {
   ConfigReader root(config, "", &issues);
   if (!config.is_object()) return nullptr;
-  name = root.string("name", "");
+  common.name = root.string("name", "");
   root.string("description", "");
+  common.context_exchange = parse_context_parallel_config(root);
   if (config.contains("sources") && !config["sources"].is_object())
     root.add_issue("sources", "expected an object of citations, got " + std::string(config["sources"].type_name()));
   root.mark_known("sources");
@@ -98,24 +105,27 @@ std::vector<std::string> simulated_backends() {
 std::vector<ConfigIssue> validate_config(const nlohmann::json& config) {
   std::vector<ConfigIssue> issues;
   std::any parsed;
-  std::string name;
+  CommonSettings common;
   auto list = factories();
-  parse(config, list, issues, parsed, name);
+  parse(config, list, issues, parsed, common);
   return issues;
 }
 
 std::unique_ptr<Device> open_device(const nlohmann::json& config) {
   std::vector<ConfigIssue> issues;
   std::any parsed;
-  std::string name;
+  CommonSettings common;
   auto list = factories();
-  const BackendFactory* factory = parse(config, list, issues, parsed, name);
+  const BackendFactory* factory = parse(config, list, issues, parsed, common);
+  const std::string& name = common.name;
   if (!issues.empty()) fail(ErrorCode::invalid_config, "invalid config: " + join_issues(issues));
   Availability availability = factory->availability();
   if (!availability.available)
     fail(ErrorCode::backend_unavailable, "backend \"" + factory->name + "\" is not available: " + availability.reason);
   log_info("opening backend " + factory->name + (name.empty() ? "" : " (" + name + ")"));
-  return factory->open(parsed, name.empty() ? factory->name : name);
+  std::unique_ptr<Device> device = factory->open(parsed, name.empty() ? factory->name : name);
+  device->context_exchange_ = common.context_exchange;
+  return device;
 }
 
 nlohmann::json read_config_file(const std::string& path) {

@@ -14,12 +14,17 @@ namespace mla::cuda {
 namespace {
 
 // The few NCCL entry points the merge needs, with NCCL's C types spelled out (stable ABI:
-// ncclResult_t and ncclDataType_t are ints, ncclComm_t an opaque pointer; ncclUint8 is 1).
+// ncclResult_t, ncclDataType_t and ncclRedOp_t are ints, ncclComm_t an opaque pointer;
+// ncclUint8 is 1, ncclFloat32 7, ncclSum 0, ncclMax 2).
 using NcclResult = int;
 constexpr int kNcclSuccess = 0;
 constexpr int kNcclUint8 = 1;
+constexpr int kNcclFloat32 = 7;
+constexpr int kNcclSum = 0;
+constexpr int kNcclMax = 2;
 struct NcclApi {
   NcclResult (*all_gather)(const void*, void*, size_t, int, void*, cudaStream_t) = nullptr;
+  NcclResult (*all_reduce)(const void*, void*, size_t, int, int, void*, cudaStream_t) = nullptr;
   NcclResult (*count)(void*, int*) = nullptr;
   NcclResult (*user_rank)(void*, int*) = nullptr;
   const char* (*error_string)(NcclResult) = nullptr;
@@ -40,11 +45,12 @@ const NcclApi& nccl() {
       return;
     }
     api.all_gather = reinterpret_cast<decltype(api.all_gather)>(dlsym(lib, "ncclAllGather"));
+    api.all_reduce = reinterpret_cast<decltype(api.all_reduce)>(dlsym(lib, "ncclAllReduce"));
     api.count = reinterpret_cast<decltype(api.count)>(dlsym(lib, "ncclCommCount"));
     api.user_rank = reinterpret_cast<decltype(api.user_rank)>(dlsym(lib, "ncclCommUserRank"));
     api.error_string = reinterpret_cast<decltype(api.error_string)>(dlsym(lib, "ncclGetErrorString"));
-    if (!api.all_gather || !api.count || !api.user_rank || !api.error_string)
-      api.failure = path + " lacks ncclAllGather, ncclCommCount, ncclCommUserRank or ncclGetErrorString";
+    if (!api.all_gather || !api.all_reduce || !api.count || !api.user_rank || !api.error_string)
+      api.failure = path + " lacks ncclAllGather, ncclAllReduce, ncclCommCount, ncclCommUserRank or ncclGetErrorString";
   });
   if (!api.failure.empty()) fail(ErrorCode::unsupported, "cuda: " + api.failure);
   return api;
@@ -65,6 +71,11 @@ class NcclCommunicator final : public Communicator {
   [[nodiscard]] int size() const override { return size_; }
   void all_gather(const void* send, void* recv, size_t bytes, void* stream) override {
     check_nccl(nccl().all_gather(send, recv, bytes, kNcclUint8, comm_, static_cast<cudaStream_t>(stream)), "ncclAllGather");
+  }
+  void all_reduce(const float* send, float* recv, size_t count, ReduceOp op, void* stream) override {
+    check_nccl(nccl().all_reduce(send, recv, count, kNcclFloat32, op == ReduceOp::max ? kNcclMax : kNcclSum, comm_,
+                                 static_cast<cudaStream_t>(stream)),
+               "ncclAllReduce");
   }
 
  private:

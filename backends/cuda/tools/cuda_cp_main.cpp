@@ -2,14 +2,18 @@
 // (loaded at run time: MLA_NCCL_LIBRARY, else libnccl.so.2).
 //   mla_cuda_cp CONFIG check [--ranks N]
 //       every rank runs its shard (context_shard) of small random problems on its GPU and the
-//       NCCL merge; each rank's out/lse against the float64 reference of the unsplit problem,
-//       and all ranks bit-equal. Exit status: the number of failures.
+//       NCCL merge, by each exchange (context_parallel.exchange all_gather and all_reduce);
+//       each rank's out/lse against the float64 reference of the unsplit problem, and all ranks
+//       bit-equal. Exit status: the number of failures.
 //   mla_cuda_cp CONFIG bench [--ranks N] [--iters N] [--json OUT]
 //       the multi-GPU rows (b1 h128 s_q 1/2 at 256k and 1M, b32 h128 32k): one GPU running the
-//       whole problem against N GPUs each running 1/N of every sequence plus the merge; median
-//       step time (CUDA events on each rank's stream, launched call by call), the slowest
-//       rank's (the merge's all-gather keeps the ranks in step).
-// CONFIG's cuda.device_index is replaced by the rank.
+//       whole problem against N GPUs each running 1/N of every sequence plus the merge, by each
+//       exchange; median step time (CUDA events on each rank's stream), the slowest rank's (the
+//       merge's collectives keep the ranks in step). Each step is timed two ways: launched call
+//       by call ("calls"), and captured once into a CUDA graph and replayed ("graph", how a
+//       serving loop launches it); the 1-GPU step is timed both ways too.
+// CONFIG's cuda.device_index is replaced by the rank, its context_parallel.exchange by the
+// exchange being run.
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
@@ -18,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -26,6 +31,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "captured_graph.hpp"
 #include "device_inputs.hpp"
 #include "event_timing.hpp"
 #include "mla/compare.hpp"
@@ -70,10 +76,27 @@ struct NcclComms {
   }
 };
 
-std::unique_ptr<Device> open_rank(const nlohmann::json& config, int rank) {
+constexpr ContextExchange kExchanges[] = {ContextExchange::all_gather, ContextExchange::all_reduce};
+
+std::unique_ptr<Device> open_rank(const nlohmann::json& config, int rank,
+                                  ContextExchange exchange = ContextExchange::all_gather) {
   nlohmann::json c = config;
   c["cuda"]["device_index"] = rank;
+  c["context_parallel"]["exchange"] = context_exchange_name(exchange);
   return open_device(c);
+}
+
+// The ways a step is launched for timing.
+enum class Launch { calls, graph };
+constexpr Launch kLaunches[] = {Launch::calls, Launch::graph};
+const char* launch_name(Launch l) { return l == Launch::graph ? "graph" : "calls"; }
+
+// Median time of `step` on `stream`, launched the `launch` way (graph: captured once here).
+template <typename Step>
+double time_step(Launch launch, Step&& step, cudaStream_t stream, int iters) {
+  if (launch == Launch::calls) return cuda_tools::median_us(step, stream, 3, iters);
+  cuda_tools::CapturedGraph graph(stream, step);
+  return cuda_tools::median_us([&] { graph.launch(); }, stream, 3, iters);
 }
 
 // Runs `fn(rank)` on one thread per rank; rethrows the first failure with its rank.
@@ -97,48 +120,50 @@ void on_ranks(int n, Fn&& fn) {
 
 int run_check(const nlohmann::json& config, int n, NcclComms& nccl) {
   int failures = 0;
-  for (int64_t s_q : {1, 2})
-    for (int64_t h_q : {16, 128}) {
-      Problem p;
-      p.batch = 3;
-      p.s_q = s_q;
-      p.h_q = h_q;
-      p.causal = s_q > 1;
-      InputSpec spec;
-      spec.seqlens = {0, 300, 5000};
-      spec.seed = static_cast<uint64_t>(31 + s_q * 7 + h_q);
-      const HostInputs full = make_random_inputs(p, spec);
-      std::vector<HostInputs> shards;
-      for (int r = 0; r < n; ++r) shards.push_back(context_shard(full, r, n));
-      on_ranks(n, [&](int r) {
-        auto dev = open_rank(config, r);
-        HostInputs& in = shards[static_cast<size_t>(r)];
-        cuda_tools::DeviceTensors store(*dev);
-        RunArgs a = cuda_tools::upload_inputs(store, in, nullptr);
-        cudaStream_t stream = nullptr;
-        cuda_ok(cudaSetDevice(r), "cudaSetDevice");
-        cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
-        auto plan = dev->plan(in.problem);
-        auto schedule = plan->schedule(a.cache_seqlens, stream);
-        plan->run(a, *schedule, stream);
-        auto comm = dev->wrap_native_communicator(nccl.comms[static_cast<size_t>(r)]);
-        dev->merge_context_parallel(full.problem, a.out, a.lse, *comm, stream);
-        dev->synchronize(stream);
-        store.download(in.out, a.out, nullptr);
-        store.download(in.lse, a.lse, nullptr);
-        cudaStreamDestroy(stream);
-      });
-      const ReferenceOutput ref = reference_decode(full.problem, full.args());
-      for (int r = 0; r < n; ++r) {
-        const HostInputs& in = shards[static_cast<size_t>(r)];
-        const Comparison c = compare_to_reference(full.problem, ref, in.out.view(), in.lse.view());
-        const bool same = std::memcmp(in.out.data(), shards[0].out.data(), in.out.bytes()) == 0 &&
-                          std::memcmp(in.lse.data(), shards[0].lse.data(), in.lse.bytes()) == 0;
-        std::printf("%s %d ranks, rank %d, %s: %s; %s rank 0\n", c.passed && same ? "PASS" : "FAIL", n, r,
-                    full.problem.describe().c_str(), c.summary().c_str(), same ? "bit-equal to" : "DIFFERS from");
-        if (!(c.passed && same)) ++failures;
+  for (ContextExchange exchange : kExchanges)
+    for (int64_t s_q : {1, 2})
+      for (int64_t h_q : {16, 128}) {
+        Problem p;
+        p.batch = 3;
+        p.s_q = s_q;
+        p.h_q = h_q;
+        p.causal = s_q > 1;
+        InputSpec spec;
+        spec.seqlens = {0, 300, 5000};
+        spec.seed = static_cast<uint64_t>(31 + s_q * 7 + h_q);
+        const HostInputs full = make_random_inputs(p, spec);
+        std::vector<HostInputs> shards;
+        for (int r = 0; r < n; ++r) shards.push_back(context_shard(full, r, n));
+        on_ranks(n, [&](int r) {
+          auto dev = open_rank(config, r, exchange);
+          HostInputs& in = shards[static_cast<size_t>(r)];
+          cuda_tools::DeviceTensors store(*dev);
+          RunArgs a = cuda_tools::upload_inputs(store, in, nullptr);
+          cudaStream_t stream = nullptr;
+          cuda_ok(cudaSetDevice(r), "cudaSetDevice");
+          cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+          auto plan = dev->plan(in.problem);
+          auto schedule = plan->schedule(a.cache_seqlens, stream);
+          plan->run(a, *schedule, stream);
+          auto comm = dev->wrap_native_communicator(nccl.comms[static_cast<size_t>(r)]);
+          dev->merge_context_parallel(full.problem, a.out, a.lse, *comm, stream);
+          dev->synchronize(stream);
+          store.download(in.out, a.out, nullptr);
+          store.download(in.lse, a.lse, nullptr);
+          cudaStreamDestroy(stream);
+        });
+        const ReferenceOutput ref = reference_decode(full.problem, full.args());
+        for (int r = 0; r < n; ++r) {
+          const HostInputs& in = shards[static_cast<size_t>(r)];
+          const Comparison c = compare_to_reference(full.problem, ref, in.out.view(), in.lse.view());
+          const bool same = std::memcmp(in.out.data(), shards[0].out.data(), in.out.bytes()) == 0 &&
+                            std::memcmp(in.lse.data(), shards[0].lse.data(), in.lse.bytes()) == 0;
+          std::printf("%s %s, %d ranks, rank %d, %s: %s; %s rank 0\n", c.passed && same ? "PASS" : "FAIL",
+                      context_exchange_name(exchange), n, r, full.problem.describe().c_str(), c.summary().c_str(),
+                      same ? "bit-equal to" : "DIFFERS from");
+          if (!(c.passed && same)) ++failures;
+        }
       }
-    }
   return failures;
 }
 
@@ -152,7 +177,10 @@ int run_bench(const nlohmann::json& config, int n, int iters, const std::string&
   const Row rows[] = {{"b1 h128 256k", 1, 1, 262144, 0.55},   {"b1 h128 s_q2 256k", 1, 2, 262144, 0.55},
                       {"b1 h128 1M", 1, 1, 1048576, 0.55},    {"b1 h128 s_q2 1M", 1, 2, 1048576, 0.55},
                       {"b32 h128 32k", 32, 1, 32768, 0.6}};
-  std::printf("| row | 1 GPU us | %d GPUs us | ratio | target | kernel |\n| --- | --- | --- | --- | --- | --- |\n", n);
+  constexpr size_t kForms = std::size(kExchanges), kWays = std::size(kLaunches);
+  std::printf("| row | exchange | launch | 1 GPU us | %d GPUs us | ratio | target | kernel |\n"
+              "| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+              n);
   std::string json = "{\"ranks\":" + std::to_string(n) + ",\"nccl_version\":\"" + nccl.version + "\",\"rows\":[";
   bool first = true;
   for (const Row& row : rows) {
@@ -162,7 +190,7 @@ int run_bench(const nlohmann::json& config, int n, int iters, const std::string&
     p.h_q = 128;
     p.causal = row.s_q > 1;
     p.page_size = 64;
-    double one = 0, many = 0;
+    double one[kWays] = {};
     std::string kernel;
     {  // one GPU, the whole problem
       auto dev = open_rank(config, 0);
@@ -177,42 +205,60 @@ int run_bench(const nlohmann::json& config, int n, int iters, const std::string&
       auto plan = dev->plan(in.problem);
       kernel = plan->kernel_name();
       auto schedule = plan->schedule(in.args.cache_seqlens, stream);
-      one = cuda_tools::median_us([&] { plan->run(in.args, *schedule, stream); }, stream, 3, iters);
+      for (size_t w = 0; w < kWays; ++w)
+        one[w] = time_step(kLaunches[w], [&] { plan->run(in.args, *schedule, stream); }, stream, iters);
       cudaStreamDestroy(stream);
     }
-    std::vector<double> times(static_cast<size_t>(n));
-    on_ranks(n, [&](int r) {  // n GPUs: 1/n of every sequence each, then the merge
-      auto dev = open_rank(config, r);
+    // n GPUs: 1/n of every sequence each, then the merge, by each exchange and each launch way.
+    // Every rank times the same steps in the same order, so their collectives pair up.
+    std::vector<double> times(kForms * kWays * static_cast<size_t>(n));
+    auto at = [&](size_t form, size_t way, int r) -> double& {
+      return times[(form * kWays + way) * static_cast<size_t>(n) + static_cast<size_t>(r)];
+    };
+    on_ranks(n, [&](int r) {
+      std::unique_ptr<Device> devs[kForms];
+      for (size_t f = 0; f < kForms; ++f) devs[f] = open_rank(config, r, kExchanges[f]);
+      Device& dev = *devs[0];  // inputs and plan; the merge is each exchange's device
       cuda_ok(cudaSetDevice(r), "cudaSetDevice");
       cudaStream_t stream = nullptr;
       cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
       Problem shard = p;
       shard.causal = p.causal && r == n - 1;  // the newest tokens are on the last rank
-      cuda_tools::DeviceTensors store(*dev);
+      cuda_tools::DeviceTensors store(dev);
       InputSpec spec;
       spec.seqlen = row.seqlen / n;
       spec.seed = static_cast<uint64_t>(5 + r);
       auto in = cuda_tools::make_bench_inputs(store, shard, spec, stream);
-      auto plan = dev->plan(in.problem);
+      auto plan = dev.plan(in.problem);
       auto schedule = plan->schedule(in.args.cache_seqlens, stream);
-      auto comm = dev->wrap_native_communicator(nccl.comms[static_cast<size_t>(r)]);
-      times[static_cast<size_t>(r)] = cuda_tools::median_us(
-          [&] {
-            plan->run(in.args, *schedule, stream);
-            dev->merge_context_parallel(in.problem, in.args.out, in.args.lse, *comm, stream);
-          },
-          stream, 3, iters);
+      auto comm = dev.wrap_native_communicator(nccl.comms[static_cast<size_t>(r)]);
+      for (size_t f = 0; f < kForms; ++f)
+        for (size_t w = 0; w < kWays; ++w)
+          at(f, w, r) = time_step(
+              kLaunches[w],
+              [&] {
+                plan->run(in.args, *schedule, stream);
+                devs[f]->merge_context_parallel(in.problem, in.args.out, in.args.lse, *comm, stream);
+              },
+              stream, iters);
       cudaStreamDestroy(stream);
     });
-    many = *std::max_element(times.begin(), times.end());
-    std::printf("| %s | %.1f | %.1f | %.2f | <= %.2f | %s |\n", row.label, one, many, many / one, row.target,
-                kernel.c_str());
+    for (size_t f = 0; f < kForms; ++f)
+      for (size_t w = 0; w < kWays; ++w) {
+        double many = 0;
+        for (int r = 0; r < n; ++r) many = std::max(many, at(f, w, r));
+        const char *form = context_exchange_name(kExchanges[f]), *way = launch_name(kLaunches[w]);
+        std::printf("| %s | %s | %s | %.1f | %.1f | %.2f | <= %.2f | %s |\n", row.label, form, way, one[w], many,
+                    many / one[w], row.target, kernel.c_str());
+        char buf[512];
+        std::snprintf(buf, sizeof buf,
+                      "%s{\"row\":\"%s\",\"exchange\":\"%s\",\"launch\":\"%s\",\"one_gpu_us\":%.2f,"
+                      "\"n_gpu_us\":%.2f,\"ratio\":%.4f,\"target\":%.2f}",
+                      first ? "" : ",", row.label, form, way, one[w], many, many / one[w], row.target);
+        json += buf;
+        first = false;
+      }
     std::fflush(stdout);
-    char buf[400];
-    std::snprintf(buf, sizeof buf, "%s{\"row\":\"%s\",\"one_gpu_us\":%.2f,\"n_gpu_us\":%.2f,\"ratio\":%.4f,\"target\":%.2f}",
-                  first ? "" : ",", row.label, one, many, many / one, row.target);
-    json += buf;
-    first = false;
   }
   json += "]}\n";
   if (!json_path.empty()) std::ofstream(json_path) << json;

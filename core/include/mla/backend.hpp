@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "mla/context_parallel.hpp"
 #include "mla/error.hpp"
 #include "mla/kv_cache.hpp"
@@ -112,10 +114,13 @@ class Device {
 
   // Context parallelism (docs/context-parallel.md): after this rank ran `problem` over its
   // shard, merges every rank's partial out / lse through `comm` so each rank holds the full
-  // result. Host backends: blocking. Device backends: ordered on `stream` (capturable when the
-  // communicator's collective is).
+  // result, exchanging them the context_exchange() way. Host backends: blocking. Device
+  // backends: ordered on `stream` (capturable when the communicator's collectives are).
   void merge_context_parallel(const Problem& problem, const TensorView& out, const TensorView& lse, Communicator& comm,
                               void* stream = nullptr);
+  // The exchange merge_context_parallel uses: the config's `context_parallel.exchange`
+  // (all_gather unless it says otherwise). Every rank of a group must use the same one.
+  [[nodiscard]] ContextExchange context_exchange() const { return context_exchange_; }
   // The backend's own communicator type wrapped as an mla::Communicator (cuda: an ncclComm_t,
   // NCCL loaded at run time). The handle stays the caller's. Error(unsupported) where there is none.
   [[nodiscard]] virtual std::unique_ptr<Communicator> wrap_native_communicator(void* handle);
@@ -144,6 +149,11 @@ class Device {
   virtual void do_write_kv(const WriteKvArgs& args, void* stream, const WriteKvOptions& options);
   // (optional) The measurement behind measure_matmul_tflops; the default measures nothing.
   virtual std::optional<double> do_measure_matmul_tflops() { return std::nullopt; }
+
+ private:
+  // Sets the config's settings that every backend shares (context_exchange_).
+  friend std::unique_ptr<Device> open_device(const nlohmann::json& config);
+  ContextExchange context_exchange_ = ContextExchange::all_gather;
 };
 
 }  // namespace mla

@@ -19,7 +19,7 @@ class HostDevice : public Device {
  protected:
   // write_kv_host: every slot checked, then every token quantized by the format's traits.
   void do_write_kv(const WriteKvArgs& args, void* stream, const WriteKvOptions& options) override;
-  // The host merge of mla/context_parallel.hpp.
+  // The host merge of mla/context_parallel.hpp, by the device's context_exchange().
   void do_merge_context_parallel(const Problem& problem, const TensorView& out, const TensorView& lse,
                                  Communicator& comm, void* stream) override;
 };

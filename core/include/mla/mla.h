@@ -408,8 +408,9 @@ typedef struct mla_context_merge_args {
 
 /* After this rank ran its shard of every sequence's tokens (docs/context-parallel.md: shards in
  * rank order, the newest tokens on the last rank), merges every rank's partial out and lse so
- * each rank holds the full result. cuda: an NCCL all-gather on `stream`, then a merge kernel;
- * NCCL is loaded at run time (libnccl.so.2 or MLA_NCCL_LIBRARY). Host backends have no native
+ * each rank holds the full result. cuda: NCCL collectives on `stream` (one all-gather, or with
+ * the device config's context_parallel.exchange = "all_reduce" a max and a sum all-reduce),
+ * then merge kernels; NCCL is loaded at run time (libnccl.so.2 or MLA_NCCL_LIBRARY). Host backends have no native
  * communicator and answer MLA_ERROR_UNSUPPORTED (the C++ API takes any mla::Communicator). */
 MLA_API mla_status* mla_merge_context_parallel(mla_context_merge_args* args);
 
