@@ -19,7 +19,7 @@
 #             (ncu metrics) of one decode launch per case in MLA_PROFILE_CASES
 #     times:  per-kernel durations (ncu gpu__time_duration) of the cases in MLA_PROFILE_CASES
 #     kv:     (with full) mla bench of every KV format on two memory-bound rows, and mla compare
-#             cpu vs cuda on the quantized quick cases
+#             cpu vs sim_tpu (SC11) vs cuda on the quantized quick cases
 #     hkv:    the 8-bit KV formats on the default kernel choice (the Hopper kernel on sm_90): the
 #             Hopper-shape grid with fp8_e4m3, int8 and fp8_ds_mla in turn (against the reference on
 #             the dequantized values and against the unquantized values), graph replay per format,
@@ -350,10 +350,10 @@ if has full; then
         note "kv bench $row bf16 on the portable kernel: rc $?; $(grep -E '^\|' "$OUT/kv_bench.tmp" | tail -1)"
         cat "$OUT/kv_bench.tmp" >> "$OUT/kv_bench.log"
       done
-      timeout 300 "$ROOT/build-full/cli/mla" compare --configs "$ROOT/configs/cpu.json" "$CONFIG" --cases quick \
-          --kv-format fp8_e4m3,fp8_ds_mla,int8 > "$OUT/kv_compare.log" 2>&1
+      timeout 300 "$ROOT/build-full/cli/mla" compare --configs "$ROOT/configs/cpu.json" "$ROOT/configs/sc11_fp300.json" \
+          "$CONFIG" --cases quick --kv-format fp8_e4m3,fp8_ds_mla,int8 > "$OUT/kv_compare.log" 2>&1
       rc=$?
-      note "mla compare cpu vs cuda, quantized quick cases: rc $rc"
+      note "mla compare cpu vs sim_tpu vs cuda, quantized quick cases: rc $rc"
       tail -8 "$OUT/kv_compare.log" | tee -a "$OUT/summary.txt"
       [ $rc -ne 0 ] && STATUS=1
     fi

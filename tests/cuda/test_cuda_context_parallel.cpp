@@ -87,12 +87,12 @@ class LoopbackRank final : public Communicator {
 };
 
 // Keeps a host copy of what every collective of `inner` delivered, in call order, for
-// ReplayRank.
+// ReplayRank. It outlives `inner` (a rank thread's local), so rank and size are kept, not asked.
 class RecordingRank final : public Communicator {
  public:
-  explicit RecordingRank(Communicator& inner) : inner_(inner) {}
-  [[nodiscard]] int rank() const override { return inner_.rank(); }
-  [[nodiscard]] int size() const override { return inner_.size(); }
+  explicit RecordingRank(Communicator& inner) : inner_(inner), rank_(inner.rank()), size_(inner.size()) {}
+  [[nodiscard]] int rank() const override { return rank_; }
+  [[nodiscard]] int size() const override { return size_; }
   void all_gather(const void* send, void* recv, size_t bytes, void* stream) override {
     inner_.all_gather(send, recv, bytes, stream);
     record(recv, bytes * static_cast<size_t>(size()), stream);
@@ -111,7 +111,8 @@ class RecordingRank final : public Communicator {
     cuda_ok(cudaStreamSynchronize(s), "cudaStreamSynchronize");
     received.push_back(std::move(host));
   }
-  Communicator& inner_;
+  Communicator& inner_;  // valid only during the merge it records
+  int rank_, size_;
 };
 
 // One rank whose collectives deliver, call by call, what a RecordingRank saw (device copies made

@@ -9,11 +9,10 @@
 //   bf16 rope goes straight into the rope box (128B-swizzled, as wgmma reads it) and its scales
 //   into a 1 KiB area per stage and group. Completion is counted on the "staged" mbarrier.
 // - The converters (warps kProducerWarp .. kLoaderWarp - 1, 96 threads) wait for "staged",
-//   dequantize box by box into the 16-bit boxes, and arrive on "full". 16-bit box i covers
-//   bytes [8 KiB i, 8 KiB i + 8 KiB) of the group region and 8-bit box i sits at 16 KiB + 4 KiB i,
-//   so writing box i only overwrites 8-bit boxes < i, or box i itself: the converters meet at a
-//   named barrier once every one has read its chunks of box i, before the part of box i that
-//   overlaps them is written (convert_box). Nothing else needs ordering.
+//   dequantize two boxes at a time into the 16-bit boxes, and arrive on "full". 16-bit box i
+//   covers bytes [8 KiB i, 8 KiB i + 8 KiB) of the group region and 8-bit box i sits at
+//   16 KiB + 4 KiB i, so boxes 0 and 1 are written without waiting, and boxes 2 and 3 (and the
+//   rope box) once every converter has read the 8-bit bytes they overwrite (convert_group).
 // Both walk the items and rounds in the math warpgroups' order: per round, group A of the two
 // blocks, then group B of the two (the order the math frees them in).
 #pragma once
@@ -61,6 +60,10 @@ struct Kv8Producer {
   __device__ static void load_group(const Smem& sm, const KvMaps& maps, int stage, int g, int page, bool evict_first,
                                     uint64_t policy) {
     const uint32_t bar = sm.staged(stage, g);
+    if constexpr (kKv8Probe >= 2) {  // timing probe: no bytes are loaded
+      mbar_arrive(bar);
+      return;
+    }
     mbar_expect_tx(bar, staged_bytes(g));
     const int nb = nope_box0(stage, g);
 #pragma unroll
@@ -111,48 +114,75 @@ struct Kv8Producer {
     *reinterpret_cast<uint4*>(out + swz(token, 2 * part + 1)) = dequantize8(make_uint2(raw.z, raw.w), scale);
   }
 
-  // Converters: one 8-bit box (64 tokens x 64 bytes, row-major) into one 16-bit box
+  // Converters: one 8-bit box (64 tokens x 64 bytes, row-major) becomes one 16-bit box
   // (128B-swizzled). Chunk k = 16 bytes = 16 values of token k / 4, columns 16 (k % 4) + [0, 16):
-  // 16-byte chunks 2 (k % 4) and 2 (k % 4) + 1 of the token's row. `scales`: fp8_ds_mla's scale
-  // area's address plus 4 x the 128-column group of this box (16 bytes per token).
-  // The first half of 16-bit box i (tokens 0..31) only overlaps 8-bit boxes < i, which every
-  // converter read before the previous box's barrier: converted chunk by chunk. The second half
-  // overlaps 8-bit box i itself: its chunks are read first, then the barrier, then written.
-  __device__ static void convert_box(const unsigned char* in, unsigned char* out, uint32_t scales, int ctid) {
-    constexpr int kHalfChunks = kInBoxBytes / 16 / 2;  // 128
-    auto scale_of = [&](int token) { return kDs ? ld_shared_f32(scales + token * 16) : 1.f; };
-#pragma unroll 1
-    for (int k = ctid; k < kHalfChunks; k += kConvertThreads) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(in + k * 16);
-      dequantize_chunk_to(raw, scale_of(k / 4), out, k / 4, k % 4);
-    }
-    // Second half: chunks kHalfChunks + ctid (every thread) and kHalfChunks + 96 + ctid (ctid < 32).
-    const int k0 = kHalfChunks + ctid, k1 = k0 + kConvertThreads;
-    const bool has1 = k1 < 2 * kHalfChunks;
-    const uint4 raw0 = *reinterpret_cast<const uint4*>(in + k0 * 16);
-    const uint4 raw1 = has1 ? *reinterpret_cast<const uint4*>(in + k1 * 16) : make_uint4(0, 0, 0, 0);
-    named_sync(kBarConvert, kConvertThreads);  // box i read by all: it may be overwritten
-    dequantize_chunk_to(raw0, scale_of(k0 / 4), out, k0 / 4, k0 % 4);
-    if (has1) dequantize_chunk_to(raw1, scale_of(k1 / 4), out, k1 / 4, k1 % 4);
+  // 16-byte chunks 2 (k % 4) and 2 (k % 4) + 1 of the token's row. Converter ctid owns chunks
+  // ctid + 96 j of every box; it reads all of them at once (up to three loads in flight).
+  static constexpr int kBoxChunks = kInBoxBytes / 16;                                      // 256
+  static constexpr int kChunksPerConverter = (kBoxChunks + kConvertThreads - 1) / kConvertThreads;  // 3
+  struct BoxChunks {
+    uint4 raw[kChunksPerConverter];
+    float scale[kChunksPerConverter];
+  };
+  __device__ static bool owns(int ctid, int j) { return ctid + kConvertThreads * j < kBoxChunks; }
+  // `scales`: fp8_ds_mla's scale area's address plus 4 x the 128-column group of the box (16
+  // bytes per token); unused otherwise.
+  __device__ static void read_box(const unsigned char* in, uint32_t scales, int ctid, BoxChunks& b) {
+#pragma unroll
+    for (int j = 0; j < kChunksPerConverter; ++j)
+      if (owns(ctid, j)) {
+        const int k = ctid + kConvertThreads * j;
+        b.raw[j] = *reinterpret_cast<const uint4*>(in + k * 16);
+        b.scale[j] = kDs ? ld_shared_f32(scales + (k / 4) * 16) : 1.f;
+      }
+  }
+  __device__ static void write_box(const BoxChunks& b, unsigned char* out, int ctid) {
+#pragma unroll
+    for (int j = 0; j < kChunksPerConverter; ++j)
+      if (owns(ctid, j)) {
+        const int k = ctid + kConvertThreads * j;
+        dequantize_chunk_to(b.raw[j], b.scale[j], out, k / 4, k % 4);
+      }
   }
 
-  // Converters: group g of `stage` (its bytes have landed) into the 16-bit tile.
+  // Converters: group g of `stage` (its bytes have landed) into the 16-bit tile, two boxes at a
+  // time (six loads in flight per converter). 16-bit box i covers bytes [8 KiB i, 8 KiB i + 8 KiB)
+  // of the group region and 8-bit box i sits at 16 KiB + 4 KiB i, so 16-bit boxes 0 and 1 overlap
+  // no 8-bit byte: read and written without waiting for anyone. Boxes 2 and 3 overlap all four
+  // 8-bit boxes, and the rope box its own 8-bit bytes: those are written only after every
+  // converter has read them (one named barrier each).
   __device__ static void convert_group(const Smem& sm, int stage, int g, int ctid) {
     const int nb = nope_box0(stage, g);
     unsigned char* tile = sm.tile_ptr(stage);
     const uint32_t scales = sm.scale(stage, g);
-    for (int i = 0; i < kNopeBoxesPerGroup; ++i)
-      convert_box(sm.kv_ptr + in_box_offset(stage, g, i), tile + (nb + i) * kBoxBytes, scales + 4 * ((nb + i) / 2), ctid);
-    if (g == 0) return;
-    unsigned char* rope = tile + kRopeBox * kBoxBytes;
-    if constexpr (!kDs) {
-      convert_box(sm.kv_ptr + rope_in_offset(stage), rope, scales, ctid);
-    } else if constexpr (std::is_same_v<M, __half>) {
-      // fp8_ds_mla's rope is bf16 (landed swizzled in place): to fp16 chunk by chunk, in place.
-      for (int k = ctid; k < kBoxBytes / 16; k += kConvertThreads) {
-        uint4* chunk = reinterpret_cast<uint4*>(rope + k * 16);
-        const uint4 v = *chunk;
-        *chunk = portable::rope_chunk<M>(make_uint2(v.x, v.y), make_uint2(v.z, v.w));
+    auto in_of = [&](int i) { return sm.kv_ptr + in_box_offset(stage, g, i); };
+    auto out_of = [&](int i) { return tile + (nb + i) * kBoxBytes; };
+    auto scales_of = [&](int i) { return scales + 4 * ((nb + i) / 2); };
+    static_assert(kNopeBoxesPerGroup == 4, "the two-phase order below assumes four latent boxes per group");
+    BoxChunks b0, b1;
+#pragma unroll 1
+    for (int i = 0; i < kNopeBoxesPerGroup; i += 2) {
+      read_box(in_of(i), scales_of(i), ctid, b0);
+      read_box(in_of(i + 1), scales_of(i + 1), ctid, b1);
+      if (i > 0) named_sync(kBarConvert, kConvertThreads);  // 8-bit boxes 0-3 read by all
+      write_box(b0, out_of(i), ctid);
+      write_box(b1, out_of(i + 1), ctid);
+    }
+    if (g == 1 && !kDs) {  // fp8_e4m3 / int8 rope: its 8-bit bytes are the upper half of its box
+      unsigned char* rope = tile + kRopeBox * kBoxBytes;
+      read_box(sm.kv_ptr + rope_in_offset(stage), scales, ctid, b0);
+      named_sync(kBarConvert, kConvertThreads);
+      write_box(b0, rope, ctid);
+    }
+    if constexpr (kDs && std::is_same_v<M, __half>) {
+      if (g == 1) {
+        // fp8_ds_mla's rope is bf16 (landed swizzled in place): to fp16 chunk by chunk, in place.
+        unsigned char* rope = tile + kRopeBox * kBoxBytes;
+        for (int k = ctid; k < kBoxBytes / 16; k += kConvertThreads) {
+          uint4* chunk = reinterpret_cast<uint4*>(rope + k * 16);
+          const uint4 v = *chunk;
+          *chunk = portable::rope_chunk<M>(make_uint2(v.x, v.y), make_uint2(v.z, v.w));
+        }
       }
     }
   }
@@ -192,7 +222,7 @@ struct Kv8Producer {
       // (strides and token widths are multiples of 16 bytes).
       const uint32_t page_bytes = static_cast<uint32_t>((kBlockN - 1) * p.kv_stride_token + (kDs ? kDsTokenBytes : kDqk));
       walk(p, layout, item_begin, item_end, [&](int st, int g, int page, uint32_t phase, int ahead) {
-        if (g == 0 && ahead >= 0)
+        if (kKv8Probe < 2 && g == 0 && ahead >= 0)
           prefetch_l2(static_cast<const unsigned char*>(p.kv) + static_cast<int64_t>(ahead) * p.kv_stride_block, page_bytes);
         mbar_wait(sm.empty(st, g), phase ^ 1);
         load_group(sm, maps, st, g, page, evict_first, policy);
@@ -202,7 +232,7 @@ struct Kv8Producer {
     const int ctid = (warp - kProducerWarp) * 32 + lane;
     walk(p, layout, item_begin, item_end, [&](int st, int g, int, uint32_t phase, int) {
       mbar_wait(sm.staged(st, g), phase);
-      if constexpr (kKv8Probe != 1) convert_group(sm, st, g, ctid);
+      if constexpr (kKv8Probe != 1 && kKv8Probe != 3) convert_group(sm, st, g, ctid);
       fence_async_smem();  // the generic-proxy writes above are read next by wgmma
       mbar_arrive(sm.full(st, g));
     });
