@@ -53,6 +53,7 @@ __device__ __forceinline__ int s_box(int stage, int i) { return i < 8 ? ((i + 4 
 // S = Q K^T of the block in `stage` (64 rows x 64 keys, fp32), k-steps issued as the groups land.
 template <typename T>
 __device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int stage, uint32_t phase) {
+  const uint64_t q_desc = smem_desc(sm.q, 16, 1024), k_desc = smem_desc(sm.tile(stage), 16, 1024);
   mbar_wait(sm.full(stage, 0), phase);
   wgmma_fence();
 #pragma unroll
@@ -65,8 +66,7 @@ __device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int st
     const uint32_t box = s_box(stage, i) * kBoxBytes;
 #pragma unroll
     for (int k = 0; k < kBoxCols / 16; ++k)
-      wgmma_m64n64k16_ss<T>(s, smem_desc(sm.q + box + k * 32, 16, 1024),
-                            smem_desc(sm.tile(stage) + box + k * 32, 16, 1024), (i | k) != 0);
+      wgmma_m64n64k16_ss<T>(s, desc_plus(q_desc, box + k * 32), desc_plus(k_desc, box + k * 32), (i | k) != 0);
   }
   wgmma_commit();
   wgmma_wait_all();
@@ -78,16 +78,27 @@ __device__ __forceinline__ void compute_s(float (&s)[32], const Smem& sm, int st
 __device__ __forceinline__ void mask_and_max(float (&s)[32], float (&mx)[2], int key0, const int (&limit)[2], int c,
                                              const float (&scale_log2)[2]) {
   mx[0] = mx[1] = -INFINITY;
+  if (key0 + kBlockN <= min(limit[0], limit[1])) {  // every key visible to both rows: no mask
 #pragma unroll
-  for (int j = 0; j < kBlockN / 8; ++j)
+    for (int j = 0; j < kBlockN / 8; ++j)
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int h = q >> 1;
-      const int key = key0 + 8 * j + 2 * c + (q & 1);
-      const float v = key < limit[h] ? s[4 * j + q] * scale_log2[h] : -INFINITY;
-      s[4 * j + q] = v;
-      mx[h] = fmaxf(mx[h], v);
-    }
+      for (int q = 0; q < 4; ++q) {
+        const int h = q >> 1;
+        s[4 * j + q] *= scale_log2[h];
+        mx[h] = fmaxf(mx[h], s[4 * j + q]);
+      }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kBlockN / 8; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int h = q >> 1;
+        const int key = key0 + 8 * j + 2 * c + (q & 1);
+        const float v = key < limit[h] ? s[4 * j + q] * scale_log2[h] : -INFINITY;
+        s[4 * j + q] = v;
+        mx[h] = fmaxf(mx[h], v);
+      }
+  }
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
@@ -102,7 +113,7 @@ __device__ __forceinline__ void exponentiate(float (&s)[32], const float (&base)
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       const int h = q >> 1;
-      const float v = exp2f(s[4 * j + q] - base[h]);
+      const float v = fast_exp2(s[4 * j + q] - base[h]);
       s[4 * j + q] = v;
       l[h] += v;
     }
@@ -159,7 +170,8 @@ __device__ __forceinline__ void zero_tail_rows(const Smem& sm, int stage, int va
 // B operand of k-step kk of P V: keys [16 kk, 16 kk + 16) of warpgroup wg's 4 V boxes of
 // `stage`, read N-major (LBO: the next 64-column box; SBO: the next 8 keys).
 __device__ __forceinline__ uint64_t v_desc(const Smem& sm, int stage, int wg, int kk) {
-  return smem_desc(sm.tile(stage) + (wg * kVBoxesPerWarpgroup) * kBoxBytes + kk * 16 * 128, kBoxBytes, 1024);
+  return desc_plus(smem_desc(sm.kv, kBoxBytes, 1024),
+                   stage * kTileBytes + (wg * kVBoxesPerWarpgroup) * kBoxBytes + kk * 16 * 128);
 }
 
 // O += P V with P from registers (this warpgroup's own block) and V = its 4 boxes of `stage`.
@@ -178,11 +190,11 @@ __device__ __forceinline__ void pv_from_registers(float (&o)[128], const uint32_
 // O += P V with P from the rope box of `stage` (the other warpgroup's block).
 template <typename T>
 __device__ __forceinline__ void pv_from_smem(float (&o)[128], const Smem& sm, int stage, int wg) {
-  const uint32_t p_addr = sm.tile(stage) + kRopeBox * kBoxBytes;
+  const uint64_t p_desc = smem_desc(sm.tile(stage) + kRopeBox * kBoxBytes, 16, 1024);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk)
-    wgmma_m64n256k16_ss_tb<T>(o, smem_desc(p_addr + kk * 32, 16, 1024), v_desc(sm, stage, wg, kk));
+    wgmma_m64n256k16_ss_tb<T>(o, desc_plus(p_desc, kk * 32), v_desc(sm, stage, wg, kk));
   wgmma_commit();
 }
 
