@@ -61,26 +61,13 @@ mla_problem small_c_problem(int32_t kv_format) {
   return p;
 }
 
-mla_supports_args ask(mla_device* device, const mla_problem& problem, char* reason, size_t capacity) {
-  mla_supports_args a{};
-  a.struct_size = sizeof a;
-  a.device = device;
-  a.problem = &problem;
-  a.reason = reason;
-  a.reason_capacity = capacity;
-  Status status(mla_device_supports(&a));
-  INFO(describe(status));
-  REQUIRE(!status);
-  return a;
-}
-
 }  // namespace
 
 TEST_CASE("c_api: mla_device_supports answers yes or no with the code and reason plan creation would give", "[c_api][kv]") {
   DeviceHandle cpu(open_cpu_device_c());
   char reason[256] = "untouched";
   SECTION("supported") {
-    const mla_supports_args a = ask(cpu.get(), small_c_problem(MLA_KV_FORMAT_BF16), reason, sizeof reason);
+    const mla_supports_args a = ask_supports(cpu.get(), small_c_problem(MLA_KV_FORMAT_BF16), reason, sizeof reason);
     CHECK(a.supported == 1);
     CHECK(a.code == MLA_OK);
     CHECK(a.reason_size == 0);
@@ -89,7 +76,7 @@ TEST_CASE("c_api: mla_device_supports answers yes or no with the code and reason
   SECTION("an invalid problem is an answer, not an error") {
     mla_problem p = small_c_problem(MLA_KV_FORMAT_BF16);
     p.h_kv = 3;
-    const mla_supports_args a = ask(cpu.get(), p, reason, sizeof reason);
+    const mla_supports_args a = ask_supports(cpu.get(), p, reason, sizeof reason);
     CHECK(a.supported == 0);
     CHECK(a.code == MLA_ERROR_INVALID_ARGUMENT);
     CHECK_THAT(std::string(reason), Catch::Contains("problem.h_q"));
@@ -99,13 +86,13 @@ TEST_CASE("c_api: mla_device_supports answers yes or no with the code and reason
     register_refusing_backend();
     DeviceHandle refusing(open_cpu_device_c(R"({"backend": "test_refusing", "name": "x"})"));
     const mla_problem p = small_c_problem(MLA_KV_FORMAT_INT8);
-    const mla_supports_args a = ask(refusing.get(), p, reason, sizeof reason);
+    const mla_supports_args a = ask_supports(refusing.get(), p, reason, sizeof reason);
     CHECK(a.supported == 0);
     CHECK(a.code == MLA_ERROR_UNSUPPORTED);
     const std::string full = "test_refusing: no kernel for the int8 KV format";
     CHECK(std::string(reason) == full);
     char small[8] = {};
-    const mla_supports_args b = ask(refusing.get(), p, small, sizeof small);
+    const mla_supports_args b = ask_supports(refusing.get(), p, small, sizeof small);
     CHECK(b.reason_size == full.size());
     CHECK(std::string(small) == full.substr(0, 7));
     // And plan creation says the same thing as an error.

@@ -110,4 +110,19 @@ inline PlanHandle create_plan(mla_device* device, const mla_problem& problem) {
   return PlanHandle(args.plan);
 }
 
+// mla_device_supports on `problem`, the call itself expected to succeed; the answer (supported,
+// code, reason into `reason`) is in the returned struct.
+inline mla_supports_args ask_supports(mla_device* device, const mla_problem& problem, char* reason, size_t capacity) {
+  mla_supports_args a{};
+  a.struct_size = sizeof a;
+  a.device = device;
+  a.problem = &problem;
+  a.reason = reason;
+  a.reason_capacity = capacity;
+  Status status(mla_device_supports(&a));
+  INFO(describe(status));
+  REQUIRE(!status);
+  return a;
+}
+
 }  // namespace mla::testing

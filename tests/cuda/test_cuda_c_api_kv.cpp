@@ -126,17 +126,6 @@ mla_status* write_kv(mla_device* device, mla::KvFormat format, const mla_tensor&
   return mla_write_kv(&w);
 }
 
-mla_supports_args supports(mla_device* device, const mla_problem& problem, char* reason, size_t capacity) {
-  mla_supports_args a{};
-  a.struct_size = sizeof a;
-  a.device = device;
-  a.problem = &problem;
-  a.reason = reason;
-  a.reason_capacity = capacity;
-  ok(mla_device_supports(&a), "mla_device_supports");
-  return a;
-}
-
 mla_reference_check_args reference_check(const mla_plan* plan, const mla_tensors& tensors, std::string& summary) {
   char buf[512] = {};
   mla_reference_check_args a{};
@@ -343,7 +332,7 @@ TEST_CASE("cuda c_api: every KV format written by mla_write_kv and run on a stre
       const mla_problem problem = to_c(fp);
 
       char why[512] = {};
-      const mla_supports_args yes = supports(gpu.get(), problem, why, sizeof why);
+      const mla_supports_args yes = ask_supports(gpu.get(), problem, why, sizeof why);
       INFO("mla_device_supports: " << why);
       REQUIRE(yes.supported == 1);
       REQUIRE(yes.code == MLA_OK);
