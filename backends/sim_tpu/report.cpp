@@ -84,6 +84,7 @@ std::string make_report(const Problem& p, const SimConfig& c, const StepModel& m
   if (m.context_parallel.ranks > 1) {
     const ContextParallelStep& x = m.context_parallel;
     j["context_parallel"] = {{"ranks", x.ranks},
+                             {"exchange", context_exchange_name(x.exchange)},
                              {"shard_s", x.shard_ns * 1e-9},
                              {"exchange_s", x.exchange_ns * 1e-9},
                              {"merge_s", x.merge_ns * 1e-9},

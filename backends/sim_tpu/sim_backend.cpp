@@ -49,8 +49,9 @@ class SimSchedule final : public Schedule {
 
 class SimPlan final : public Plan {
  public:
-  SimPlan(const Problem& problem, SimConfig config, std::vector<StrategyFit> fits)
-      : Plan(problem), config_(std::move(config)), fits_(std::move(fits)) {}
+  // exchange: the device's context_parallel.exchange, which the context-parallel estimate models.
+  SimPlan(const Problem& problem, SimConfig config, std::vector<StrategyFit> fits, ContextExchange exchange)
+      : Plan(problem), config_(std::move(config)), fits_(std::move(fits)), exchange_(exchange) {}
 
   [[nodiscard]] std::string backend_name() const override { return "sim_tpu"; }
   [[nodiscard]] std::string kernel_name() const override {
@@ -94,7 +95,7 @@ class SimPlan final : public Plan {
       std::string report = make_report(problem(), config_, model, config_.kernel.timing_only);
       return std::make_unique<SimSchedule>(std::move(all), std::move(model), std::move(report));
     }
-    StepModel model = model_context_parallel_step(problem(), config_, fits_, lens);
+    StepModel model = model_context_parallel_step(problem(), config_, fits_, lens, exchange_);
     std::string report = make_report(problem(), config_, model, config_.kernel.timing_only);
     std::optional<StepWork> exec;
     if (!config_.kernel.timing_only)  // the whole problem, partitioned as the shard's step chose
@@ -123,6 +124,7 @@ class SimPlan final : public Plan {
  private:
   SimConfig config_;
   std::vector<StrategyFit> fits_;
+  ContextExchange exchange_;
 };
 
 class SimDevice final : public HostDevice {
@@ -148,7 +150,7 @@ class SimDevice final : public HostDevice {
       fits.push_back(fit_strategy(problem, config_, s));
       if (!fits.back().tiling) fail(ErrorCode::out_of_memory, "sim_tpu: " + fits.back().refusal);
     }
-    return std::make_unique<SimPlan>(problem, config_, std::move(fits));
+    return std::make_unique<SimPlan>(problem, config_, std::move(fits), context_exchange());
   }
 
  private:

@@ -102,7 +102,7 @@ StepModel model_step(const Problem& p, const SimConfig& c, const std::vector<Str
 }
 
 StepModel model_context_parallel_step(const Problem& p, const SimConfig& c, const std::vector<StrategyFit>& fits,
-                                      const int32_t* lens) {
+                                      const int32_t* lens, ContextExchange exchange) {
   const ContextParallel& cp = c.topology.context_parallel;
   std::vector<int32_t> shard(static_cast<size_t>(p.batch));
   for (int64_t i = 0; i < p.batch; ++i) {
@@ -113,19 +113,33 @@ StepModel model_context_parallel_step(const Problem& p, const SimConfig& c, cons
   StepModel m = model_step(p, c, fits, shard.data());
   ContextParallelStep& x = m.context_parallel;
   x.ranks = cp.ranks;
+  x.exchange = exchange;
   x.shard_ns = m.latency_ns;
   const int64_t rows = p.batch * p.s_q * p.h_q;
-  x.bytes_per_rank = rows * (p.d_v() * static_cast<int64_t>(dtype_size(p.dtype)) + 4);
-  // Ring all-gather: ranks - 1 hops, each moving one rank's partial; GB/s = bytes per ns.
-  x.exchange_ns = static_cast<double>(cp.ranks - 1) *
-                  (cp.link_latency_us * 1e3 + static_cast<double>(x.bytes_per_rank) / cp.link_bandwidth_gbps);
-  // Every rank merges every row: ranks partials of d_v + 2 values per row, on all its cores.
+  const double n = static_cast<double>(cp.ranks), hop_ns = cp.link_latency_us * 1e3;
+  // A ring collective on the link: GB/s = bytes per ns.
+  auto ring_all_reduce_ns = [&](double bytes) { return 2 * (n - 1) * (hop_ns + bytes / n / cp.link_bandwidth_gbps); };
   const double lanes = static_cast<double>(c.topology.cards * c.topology.chips_per_card * c.chip.cores) * c.chip.core.vector_gops;
-  x.merge_ns = static_cast<double>(rows * cp.ranks * (p.d_v() + 2)) * kVectorOpsPerMerge / lanes;
+  if (exchange == ContextExchange::all_gather) {
+    x.bytes_per_rank = rows * (p.d_v() * static_cast<int64_t>(dtype_size(p.dtype)) + 4);
+    // Ring all-gather: ranks - 1 hops, each moving one rank's partial.
+    x.exchange_ns = (n - 1) * (hop_ns + static_cast<double>(x.bytes_per_rank) / cp.link_bandwidth_gbps);
+    // Every rank merges every row: ranks partials of d_v + 2 values per row, on all its cores.
+    x.merge_ns = static_cast<double>(rows * cp.ranks * (p.d_v() + 2)) * kVectorOpsPerMerge / lanes;
+  } else {
+    // A max all-reduce of the LSEs, then a sum all-reduce of fp32 [out x w | w]; each a ring
+    // reduce-scatter + all-gather (2 (ranks - 1) hops of 1 / ranks of the buffer).
+    const int64_t sums = rows * (p.d_v() + 1) * 4, keys = rows * 4;
+    x.bytes_per_rank = sums + keys;
+    x.exchange_ns = ring_all_reduce_ns(static_cast<double>(keys)) + ring_all_reduce_ns(static_cast<double>(sums));
+    // Locally: the partial rescaled into fp32 before the sum, divided by the weight after it.
+    x.merge_ns = static_cast<double>(rows * 2 * (p.d_v() + 1)) * kVectorOpsPerMerge / lanes;
+  }
   m.latency_ns = x.shard_ns + x.exchange_ns + x.merge_ns;
   std::ostringstream why;
   why << "; context parallel over " << cp.ranks << " ranks: largest shard " << ms(x.shard_ns) << ", exchange "
-      << ms(x.exchange_ns) << " (" << x.bytes_per_rank << " bytes per rank, " << cp.ranks - 1 << " hops), merge "
+      << ms(x.exchange_ns) << " (" << context_exchange_name(exchange) << ", " << x.bytes_per_rank << " bytes per rank, "
+      << (exchange == ContextExchange::all_gather ? cp.ranks - 1 : 4 * (cp.ranks - 1)) << " hops), merge "
       << ms(x.merge_ns);
   m.why += why.str();
   return m;

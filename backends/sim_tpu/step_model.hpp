@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "mla/context_parallel.hpp"
 #include "mla/problem.hpp"
 #include "partition.hpp"
 #include "program.hpp"
@@ -31,10 +32,13 @@ struct CandidateResult {
 // The context-parallel terms of a step (SimConfig topology.context_parallel, ranks > 1).
 struct ContextParallelStep {
   int64_t ranks = 1;
+  ContextExchange exchange = ContextExchange::all_gather;  // the config's context_parallel.exchange
   double shard_ns = 0;        // the step of the largest shard (what `work` and `chips` describe)
-  double exchange_ns = 0;     // ring all-gather of every rank's partial out and LSE
-  double merge_ns = 0;        // the merge of the ranks' partials, on the vector units
-  int64_t bytes_per_rank = 0; // one rank's partial: out in the query dtype plus fp32 LSE
+  double exchange_ns = 0;     // the ring collectives: one all-gather, or two all-reduces
+  double merge_ns = 0;        // the merge of the partials on the vector units (all_reduce: the
+                              // rescale before the sum and the division after it)
+  int64_t bytes_per_rank = 0; // what one rank puts in: all_gather, its partial (out in the query
+                              // dtype + fp32 LSE); all_reduce, fp32 [out x w | w] + its LSE
 };
 
 struct StepModel {
@@ -53,8 +57,10 @@ StepModel model_step(const Problem& problem, const SimConfig& config, const std:
 // The step with context parallelism over config.topology.context_parallel.ranks copies of the
 // topology: model_step on the largest shard's lengths (each sequence's pages split in rank
 // order, as context_shard does), plus the exchange of the partials over the link and their
-// merge. latency_ns is the sum; `work` and `chips` describe the shard's step.
+// merge, in the form `exchange` names. latency_ns is the sum; `work` and `chips` describe the
+// shard's step.
 StepModel model_context_parallel_step(const Problem& problem, const SimConfig& config,
-                                      const std::vector<StrategyFit>& fits, const int32_t* seqlens);
+                                      const std::vector<StrategyFit>& fits, const int32_t* seqlens,
+                                      ContextExchange exchange);
 
 }  // namespace mla::sim_tpu

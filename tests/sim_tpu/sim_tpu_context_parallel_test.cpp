@@ -1,7 +1,8 @@
 // sim_tpu's context-parallel estimate (topology.context_parallel): the modelled step is the
-// largest shard's step (the same model on the shard's lengths) plus the ring all-gather of the
-// partials over the link plus their merge, each term as documented; the functional run still
-// computes the whole result; a link is required once ranks > 1.
+// largest shard's step (the same model on the shard's lengths) plus the exchange of the partials
+// over the link (a ring all-gather, or two ring all-reduces) plus their merge, each term as
+// documented; the functional run still computes the whole result; a link is required once
+// ranks > 1.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -68,6 +69,41 @@ TEST_CASE("sim_tpu context parallel: shard step + ring exchange + merge", "[sim_
   CHECK_FALSE(one.contains("context_parallel"));
   CHECK(one["latency_s"].get<double>() ==
         Approx(timed_report(small_config("auto", true), p, lens)["latency_s"].get<double>()).epsilon(1e-12));
+}
+
+TEST_CASE("sim_tpu context parallel: the all_reduce exchange is modelled as two ring all-reduces",
+          "[sim_tpu][context_parallel]") {
+  Problem p;
+  p.batch = 3;
+  p.s_q = 2;
+  p.h_q = 16;
+  p.causal = true;
+  const std::vector<int32_t> lens = {0, 130, 1000};
+  const double gbps = 50, latency_us = 2;
+  for (int64_t ranks : {2, 3}) {
+    INFO(ranks << " ranks");
+    nlohmann::json config = with_ranks(small_config("auto", true), ranks, gbps, latency_us);
+    const nlohmann::json gather = timed_report(config, p, lens);
+    config["context_parallel"]["exchange"] = "all_reduce";
+    const nlohmann::json r = timed_report(config, p, lens);
+    REQUIRE(r.contains("context_parallel"));
+    const nlohmann::json& cp = r["context_parallel"];
+    CHECK(cp["exchange"] == "all_reduce");
+    CHECK(gather["context_parallel"]["exchange"] == "all_gather");
+    // The same shard step; the exchange: a max all-reduce of fp32 LSEs, then a sum all-reduce
+    // of fp32 [out x w | w], each 2 (ranks - 1) hops of 1 / ranks of its buffer.
+    CHECK(cp["shard_s"].get<double>() == Approx(gather["context_parallel"]["shard_s"].get<double>()).epsilon(1e-12));
+    const int64_t rows = p.batch * p.s_q * p.h_q;
+    const double keys = static_cast<double>(rows * 4), sums = static_cast<double>(rows * (p.d_v() + 1) * 4);
+    const double n = static_cast<double>(ranks);
+    auto ring = [&](double bytes) { return 2 * (n - 1) * (latency_us * 1e-6 + bytes / n / (gbps * 1e9)); };
+    CHECK(cp["bytes_per_rank"] == static_cast<int64_t>(keys + sums));
+    CHECK(cp["exchange_s"].get<double>() == Approx(ring(keys) + ring(sums)).epsilon(1e-9));
+    CHECK(cp["merge_s"].get<double>() > 0);
+    CHECK(r["latency_s"].get<double>() ==
+          Approx(cp["shard_s"].get<double>() + cp["exchange_s"].get<double>() + cp["merge_s"].get<double>()));
+    CHECK(r["strategy_reason"].get<std::string>().find("all_reduce") != std::string::npos);
+  }
 }
 
 TEST_CASE("sim_tpu context parallel: a long sequence scales, the functional result is the whole one",
