@@ -25,7 +25,6 @@ using namespace mla::testing;
 
 namespace {
 
-constexpr ContextExchange kExchanges[] = {ContextExchange::all_gather, ContextExchange::all_reduce};
 
 std::unique_ptr<Device> cpu_with_exchange(ContextExchange exchange) {
   return open_device(config_for("cpu", {{"context_parallel", {{"exchange", context_exchange_name(exchange)}}}}));
@@ -118,7 +117,7 @@ TEST_CASE("context parallel merge: edge rows by both exchanges", "[core][context
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
   const float lse[2][4] = {{1.f, inf, inf, 0.25f}, {2.f, 0.5f, inf, nan}};
   const float value[2][4] = {{1.f, 5.f, 0.f, 1.f}, {3.f, 2.f, 0.f, 1.f}};
-  for (ContextExchange exchange : kExchanges) {
+  for (ContextExchange exchange : kContextExchanges) {
     INFO(context_exchange_name(exchange));
     std::vector<HostTensor> outs, lses;
     for (int r = 0; r < 2; ++r) {
@@ -191,7 +190,7 @@ TEST_CASE("a communicator without all_reduce works with the all_gather exchange 
   };
   Problem p = small_problem(1, 1, 2, 1, false, 16);
   p.num_blocks = p.max_blocks_per_seq = 1;
-  for (ContextExchange exchange : kExchanges) {
+  for (ContextExchange exchange : kContextExchanges) {
     auto device = cpu_with_exchange(exchange);
     const auto errors = on_ranks(2, [&](int, Communicator& comm) {
       HostTensor out(DType::bf16, {1, 1, 2, p.out_width()}), lse(DType::fp32, {1, 2, 1});

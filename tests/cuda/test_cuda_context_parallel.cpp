@@ -21,6 +21,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/cuda_test_support.hpp"
+#include "cuda/tools/captured_graph.hpp"
 #include "mla/compare.hpp"
 #include "mla/context_parallel.hpp"
 #include "mla/inputs.hpp"
@@ -33,7 +34,6 @@ using namespace mla::testing;
 
 namespace {
 
-constexpr ContextExchange kExchanges[] = {ContextExchange::all_gather, ContextExchange::all_reduce};
 
 // The ranks run on threads, where Catch's assertions may not be used: a CUDA failure throws,
 // and the test checks each rank's error text.
@@ -132,8 +132,15 @@ class ReplayRank final : public Communicator {
   }
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return size_; }
+  // Only the other ranks' slots: this rank's own slot must hold what the merge packed into it
+  // (the in-place all-gather), so the replay checks the packing too.
   void all_gather(const void*, void* recv, size_t bytes, void* stream) override {
-    deliver(recv, bytes * static_cast<size_t>(size_), stream);
+    const Buffer& b = next(bytes * static_cast<size_t>(size_));
+    for (int k = 0; k < size_; ++k)
+      if (k != rank_)
+        cuda_ok(cudaMemcpyAsync(static_cast<char*>(recv) + k * bytes, static_cast<const char*>(b.ptr) + k * bytes, bytes,
+                                cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream)),
+                "cudaMemcpyAsync");
   }
   void all_reduce(const float*, float* recv, size_t count, ReduceOp, void* stream) override {
     deliver(recv, count * sizeof(float), stream);
@@ -144,9 +151,13 @@ class ReplayRank final : public Communicator {
     void* ptr;
     size_t bytes;
   };
-  void deliver(void* recv, size_t bytes, void* stream) {
+  const Buffer& next(size_t bytes) {
     const Buffer& b = buffers_.at(next_++);  // throws when the merge makes more calls
     if (b.bytes != bytes) throw std::runtime_error("ReplayRank: the merge's collectives differ from the recorded ones");
+    return b;
+  }
+  void deliver(void* recv, size_t bytes, void* stream) {
+    const Buffer& b = next(bytes);
     cuda_ok(cudaMemcpyAsync(recv, b.ptr, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream)),
             "cudaMemcpyAsync");
   }
@@ -235,7 +246,7 @@ TEST_CASE("cuda context parallel: N ranks on one GPU merged equal one device", "
     WARN("skipped: " + reason);
     return;
   }
-  for (ContextExchange exchange : kExchanges) {
+  for (ContextExchange exchange : kContextExchanges) {
     auto dev = open_gpu(exchange);
     for (int n : {2, 3})
       for (int64_t s_q : {1, 2}) {
@@ -262,7 +273,7 @@ TEST_CASE("cuda context parallel: a rank's run + merge captured in a CUDA graph 
     return;
   }
   const int n = 2;
-  for (ContextExchange exchange : kExchanges) {
+  for (ContextExchange exchange : kContextExchanges) {
     auto dev = open_gpu(exchange);
     const HostInputs full = random_problem(2, Catch::rngSeed() + 77);
     INFO(context_exchange_name(exchange) << ", " << full.problem.describe());
@@ -285,34 +296,21 @@ TEST_CASE("cuda context parallel: a rank's run + merge captured in a CUDA graph 
     {
       GpuRank g(*dev, replayed, stream);
       ReplayRank comm(*dev, *recorders[0]);
-      cudaGraph_t graph = nullptr;
-      cudaGraphExec_t exec = nullptr;
-      REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-      std::string error;
-      try {
+      cuda_tools::CapturedGraph graph(stream, [&] {
         g.plan->run(g.args, *g.schedule, stream);
         dev->merge_context_parallel(full.problem, g.args.out, g.args.lse, comm, stream);
-      } catch (const std::exception& e) {
-        error = e.what();
-      }
-      const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-      INFO(error);
-      REQUIRE(error.empty());
-      REQUIRE(ended == cudaSuccess);
-      REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+      });
       for (int i = 0; i < 3; ++i) {
         replayed.poison_outputs();
         dev->copy(g.out.ptr, replayed.out.data(), replayed.out.bytes(), CopyKind::host_to_device, stream);
         dev->copy(g.lse.ptr, replayed.lse.data(), replayed.lse.bytes(), CopyKind::host_to_device, stream);
-        REQUIRE(cudaGraphLaunch(exec, stream) == cudaSuccess);
+        graph.launch();
         REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
         g.download(*dev, replayed);
         INFO("replay " << i);
         CHECK(std::memcmp(replayed.out.data(), ranks[0].out.data(), replayed.out.bytes()) == 0);
         CHECK(std::memcmp(replayed.lse.data(), ranks[0].lse.data(), replayed.lse.bytes()) == 0);
       }
-      cudaGraphExecDestroy(exec);
-      cudaGraphDestroy(graph);
     }
     cudaStreamDestroy(stream);
   }

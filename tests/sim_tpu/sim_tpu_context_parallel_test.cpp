@@ -99,7 +99,11 @@ TEST_CASE("sim_tpu context parallel: the all_reduce exchange is modelled as two 
     auto ring = [&](double bytes) { return 2 * (n - 1) * (latency_us * 1e-6 + bytes / n / (gbps * 1e9)); };
     CHECK(cp["bytes_per_rank"] == static_cast<int64_t>(keys + sums));
     CHECK(cp["exchange_s"].get<double>() == Approx(ring(keys) + ring(sums)).epsilon(1e-9));
+    // The local work on the same vector units: 2 (d_v + 1) values per row (rescale, divide)
+    // against the all-gather merge's ranks x (d_v + 2).
     CHECK(cp["merge_s"].get<double>() > 0);
+    CHECK(cp["merge_s"].get<double>() / gather["context_parallel"]["merge_s"].get<double>() ==
+          Approx(2.0 * static_cast<double>(p.d_v() + 1) / (n * static_cast<double>(p.d_v() + 2))));
     CHECK(r["latency_s"].get<double>() ==
           Approx(cp["shard_s"].get<double>() + cp["exchange_s"].get<double>() + cp["merge_s"].get<double>()));
     CHECK(r["strategy_reason"].get<std::string>().find("all_reduce") != std::string::npos);

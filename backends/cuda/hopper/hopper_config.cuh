@@ -65,7 +65,7 @@ inline constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
 template <bool kEightBit>
 struct RegisterSplit {
   static constexpr int kProducer = kEightBit ? MLA_HOPPER_KV8_PRODUCER_REGS : 40;
-  static constexpr int kMath = kLaunchRegs + (kLaunchRegs - kProducer) / 2 / 8 * 8;  // 232 or 224
+  static constexpr int kMath = kLaunchRegs + (kLaunchRegs - kProducer) / 2 / 8 * 8;  // 232 or 216
   static_assert((kMath - kLaunchRegs) * kMathThreads <= (kLaunchRegs - kProducer) * 128,
                 "setmaxnreg: the math warpgroups would take more registers than the producers release");
 };

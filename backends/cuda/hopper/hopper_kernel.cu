@@ -210,7 +210,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // to fp16 with a per-row power of two (QueryToFp16) so no value leaves fp16's range.
   using M = typename KvMma<T, R>::type;
   // Let the combine kernel (launched with programmatic stream serialization) get going; it
-  // waits for this grid's completion before it reads anything.
+  // reads only the scheduler's split counts before it waits for this grid's completion.
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   extern __shared__ unsigned char smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
@@ -600,6 +600,9 @@ void launch_decode(portable::Elem elem, int grid, const DecodeParams& p, int64_t
   DecodeParams params = p;
   ScheduleLayout sched = layout;
   void* args[] = {&maps, &params, &sched};
+  // A plain launch (not a programmatic dependent of the scheduler kernel): the scheduler has
+  // completed when this grid starts, which the combine kernel relies on when it reads the split
+  // counts before waiting for this grid (portable/combine.cu).
   check(cudaLaunchKernel(fn, dim3(grid), dim3(kThreads), args, kSmemBytes, stream), "hopper_decode_kernel launch");
 }
 

@@ -76,7 +76,6 @@ struct NcclComms {
   }
 };
 
-constexpr ContextExchange kExchanges[] = {ContextExchange::all_gather, ContextExchange::all_reduce};
 
 std::unique_ptr<Device> open_rank(const nlohmann::json& config, int rank,
                                   ContextExchange exchange = ContextExchange::all_gather) {
@@ -120,7 +119,7 @@ void on_ranks(int n, Fn&& fn) {
 
 int run_check(const nlohmann::json& config, int n, NcclComms& nccl) {
   int failures = 0;
-  for (ContextExchange exchange : kExchanges)
+  for (ContextExchange exchange : kContextExchanges)
     for (int64_t s_q : {1, 2})
       for (int64_t h_q : {16, 128}) {
         Problem p;
@@ -177,7 +176,7 @@ int run_bench(const nlohmann::json& config, int n, int iters, const std::string&
   const Row rows[] = {{"b1 h128 256k", 1, 1, 262144, 0.55},   {"b1 h128 s_q2 256k", 1, 2, 262144, 0.55},
                       {"b1 h128 1M", 1, 1, 1048576, 0.55},    {"b1 h128 s_q2 1M", 1, 2, 1048576, 0.55},
                       {"b32 h128 32k", 32, 1, 32768, 0.6}};
-  constexpr size_t kForms = std::size(kExchanges), kWays = std::size(kLaunches);
+  constexpr size_t kForms = std::size(kContextExchanges), kWays = std::size(kLaunches);
   std::printf("| row | exchange | launch | 1 GPU us | %d GPUs us | ratio | target | kernel |\n"
               "| --- | --- | --- | --- | --- | --- | --- | --- |\n",
               n);
@@ -217,7 +216,7 @@ int run_bench(const nlohmann::json& config, int n, int iters, const std::string&
     };
     on_ranks(n, [&](int r) {
       std::unique_ptr<Device> devs[kForms];
-      for (size_t f = 0; f < kForms; ++f) devs[f] = open_rank(config, r, kExchanges[f]);
+      for (size_t f = 0; f < kForms; ++f) devs[f] = open_rank(config, r, kContextExchanges[f]);
       Device& dev = *devs[0];  // inputs and plan; the merge is each exchange's device
       cuda_ok(cudaSetDevice(r), "cudaSetDevice");
       cudaStream_t stream = nullptr;
@@ -247,7 +246,7 @@ int run_bench(const nlohmann::json& config, int n, int iters, const std::string&
       for (size_t w = 0; w < kWays; ++w) {
         double many = 0;
         for (int r = 0; r < n; ++r) many = std::max(many, at(f, w, r));
-        const char *form = context_exchange_name(kExchanges[f]), *way = launch_name(kLaunches[w]);
+        const char *form = context_exchange_name(kContextExchanges[f]), *way = launch_name(kLaunches[w]);
         std::printf("| %s | %s | %s | %.1f | %.1f | %.2f | <= %.2f | %s |\n", row.label, form, way, one[w], many,
                     many / one[w], row.target, kernel.c_str());
         char buf[512];

@@ -22,6 +22,7 @@ class ConfigReader;
 //   all_reduce: a max all-reduce of lse, then one sum all-reduce of fp32 [out * w | w] with
 //     w = exp(lse - max) (twice the bytes, two collectives, but no per-rank merge of n partials).
 enum class ContextExchange : int { all_gather = 0, all_reduce = 1 };
+inline constexpr ContextExchange kContextExchanges[] = {ContextExchange::all_gather, ContextExchange::all_reduce};
 [[nodiscard]] const char* context_exchange_name(ContextExchange exchange);
 // Reads the optional `context_parallel` object of a device config ({"exchange": "all_gather" |
 // "all_reduce"}, default all_gather); problems go to the reader, like every other key.
@@ -36,7 +37,9 @@ class Communicator {
   [[nodiscard]] virtual int rank() const = 0;
   [[nodiscard]] virtual int size() const = 0;
   // `recv` holds size() * bytes; rank r's `send` lands at offset r * bytes on every rank.
-  // `send` may be `recv + rank() * bytes` (in place, as NCCL allows).
+  // Must handle `send == recv + rank() * bytes` (in place, as NCCL does): the cuda merge always
+  // calls it so. A communicator over something that forbids aliasing (MPI without
+  // MPI_IN_PLACE, say) copies `send` aside first.
   virtual void all_gather(const void* send, void* recv, size_t bytes, void* stream) = 0;
   // recv[i] = op over the ranks of send[i], `count` floats; `send` may equal `recv`. Every rank
   // must receive the same bits; max follows fmax (a NaN operand is dropped: the merge never
