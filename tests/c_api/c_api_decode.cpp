@@ -36,14 +36,7 @@ mla::HostInputs make_inputs(mla::Variant variant, uint64_t seed) {
 PlanHandle make_plan(mla_device* device, const mla::Problem& problem) { return create_plan(device, to_c(problem)); }
 
 ScheduleHandle make_schedule(const mla_plan* plan, const mla::HostInputs& inputs) {
-  mla_schedule_create_args args{};
-  args.struct_size = sizeof args;
-  args.plan = plan;
-  args.cache_seqlens = to_c(inputs.cache_seqlens.view());
-  Status status(mla_schedule_create(&args));
-  INFO(describe(status));
-  REQUIRE(!status);
-  return ScheduleHandle(args.schedule);
+  return create_schedule(plan, to_c(inputs.cache_seqlens.view()));
 }
 
 Status run(const mla_plan* plan, const mla_schedule* schedule, const mla_tensors& tensors) {
@@ -54,17 +47,6 @@ Status run(const mla_plan* plan, const mla_schedule* schedule, const mla_tensors
   args.tensors = &tensors;
   args.validate_indices = 1;
   return Status(mla_run(&args));
-}
-
-mla_reference_check_args check(const mla_plan* plan, const mla_tensors& tensors) {
-  mla_reference_check_args args{};
-  args.struct_size = sizeof args;
-  args.plan = plan;
-  args.tensors = &tensors;
-  Status status(mla_reference_check(&args));
-  INFO(describe(status));
-  REQUIRE(!status);
-  return args;
 }
 
 }  // namespace
@@ -87,7 +69,7 @@ TEST_CASE("c_api: a decode through the C ABI matches the float64 reference", "[c
   REQUIRE(!status);
 
   // The C check and the C++ comparison agree, and both pass.
-  const mla_reference_check_args result = check(plan.get(), tensors);
+  const mla_reference_check_args result = reference_check(plan.get(), tensors);
   mla::Comparison cpp = mla::compare_to_reference(inputs.problem, mla::reference_decode(inputs.problem, inputs.args()),
                                                   inputs.out.view(), inputs.lse.view());
   INFO(cpp.summary());
@@ -109,9 +91,9 @@ TEST_CASE("c_api: a decode through the C ABI matches the float64 reference", "[c
 
   // A wrong output element must make the check fail: the check is able to fail.
   inputs.out.set(5, inputs.out.get(5) + 4.0);
-  CHECK(check(plan.get(), tensors).passed == 0);
+  CHECK(reference_check(plan.get(), tensors).passed == 0);
   inputs.out.set(5, std::nan(""));
-  CHECK(check(plan.get(), tensors).nonfinite_mismatches > 0);
+  CHECK(reference_check(plan.get(), tensors).nonfinite_mismatches > 0);
 }
 
 TEST_CASE("c_api: bad run arguments come back as statuses naming the problem", "[c_api]") {
@@ -221,7 +203,7 @@ TEST_CASE("c_api: handles may be freed in any order", "[c_api]") {
   mla_device_free(device);
   const mla_tensors tensors = to_c(inputs.args());
   REQUIRE(!run(plan.get(), schedule.get(), tensors));
-  CHECK(check(plan.get(), tensors).passed == 1);
+  CHECK(reference_check(plan.get(), tensors).passed == 1);
   plan.reset();
   CHECK(!std::string(mla_schedule_describe(schedule.get())).empty());
 }

@@ -246,29 +246,16 @@ TEST_CASE("c_api: a caller built against the 0.1 header (no kv_format and no kv_
   t.kv_scale.rank = 3;
 
   PlanHandle plan = create_plan(device.get(), p);
-  mla_schedule_create_args sched{};
-  sched.struct_size = sizeof sched;
-  sched.plan = plan.get();
-  sched.cache_seqlens = to_c(in.cache_seqlens.view());
-  Status status(mla_schedule_create(&sched));
-  REQUIRE(!status);
-  ScheduleHandle schedule(sched.schedule);
+  ScheduleHandle schedule = create_schedule(plan.get(), to_c(in.cache_seqlens.view()));
   mla_run_args run{};
   run.struct_size = sizeof run;
   run.plan = plan.get();
   run.schedule = schedule.get();
   run.tensors = &t;
-  status.reset(mla_run(&run));
+  Status status(mla_run(&run));
   INFO(describe(status));
   REQUIRE(!status);
-  mla_reference_check_args check{};
-  check.struct_size = sizeof check;
-  check.plan = plan.get();
-  check.tensors = &t;
-  status.reset(mla_reference_check(&check));
-  INFO(describe(status));
-  REQUIRE(!status);
-  CHECK(check.passed == 1);
+  CHECK(reference_check(plan.get(), t).passed == 1);
 }
 
 TEST_CASE("c_api: mla_merge_context_parallel needs the backend's native communicator", "[c_api][context_parallel]") {

@@ -110,6 +110,41 @@ inline PlanHandle create_plan(mla_device* device, const mla_problem& problem) {
   return PlanHandle(args.plan);
 }
 
+// mla_schedule_create that must succeed, ordered on `stream` (null: the backend's default).
+inline ScheduleHandle create_schedule(const mla_plan* plan, const mla_tensor& cache_seqlens, void* stream = nullptr) {
+  mla_schedule_create_args args{};
+  args.struct_size = sizeof args;
+  args.plan = plan;
+  args.cache_seqlens = cache_seqlens;
+  args.stream = stream;
+  Status status(mla_schedule_create(&args));
+  INFO(describe(status));
+  REQUIRE(!status);
+  return ScheduleHandle(args.schedule);
+}
+
+// mla_reference_check that must succeed; its verdict is in the returned struct, its summary
+// line in `*summary` when given (the struct's summary pointer is cleared: the text is a copy).
+inline mla_reference_check_args reference_check(const mla_plan* plan, const mla_tensors& tensors,
+                                                std::string* summary = nullptr) {
+  char buffer[512] = {};
+  mla_reference_check_args args{};
+  args.struct_size = sizeof args;
+  args.plan = plan;
+  args.tensors = &tensors;
+  if (summary) {
+    args.summary = buffer;
+    args.summary_capacity = sizeof buffer;
+  }
+  Status status(mla_reference_check(&args));
+  INFO(describe(status));
+  REQUIRE(!status);
+  if (summary) *summary = buffer;
+  args.summary = nullptr;
+  args.summary_capacity = 0;
+  return args;
+}
+
 // mla_device_supports on `problem`, the call itself expected to succeed; the answer (supported,
 // code, reason into `reason`) is in the returned struct.
 inline mla_supports_args ask_supports(mla_device* device, const mla_problem& problem, char* reason, size_t capacity) {

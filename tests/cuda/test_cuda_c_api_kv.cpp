@@ -126,19 +126,6 @@ mla_status* write_kv(mla_device* device, mla::KvFormat format, const mla_tensor&
   return mla_write_kv(&w);
 }
 
-mla_reference_check_args reference_check(const mla_plan* plan, const mla_tensors& tensors, std::string& summary) {
-  char buf[512] = {};
-  mla_reference_check_args a{};
-  a.struct_size = sizeof a;
-  a.plan = plan;
-  a.tensors = &tensors;
-  a.summary = buf;
-  a.summary_capacity = sizeof buf;
-  ok(mla_reference_check(&a), "mla_reference_check");
-  summary = buf;
-  return a;
-}
-
 mla_device* open_device(const char* path, const char* json) {
   mla_device_open_args a{};
   a.struct_size = sizeof a;
@@ -374,13 +361,7 @@ TEST_CASE("cuda c_api: every KV format written by mla_write_kv and run on a stre
       t.cache_seqlens = seqlens.view;
       t.out = out_gpu.view;
       t.lse = lse_gpu.view;
-      mla_schedule_create_args sc{};
-      sc.struct_size = sizeof sc;
-      sc.plan = plan.get();
-      sc.cache_seqlens = seqlens.view;
-      sc.stream = stream.s;
-      ok(mla_schedule_create(&sc), "mla_schedule_create");
-      ScheduleHandle schedule(sc.schedule);
+      ScheduleHandle schedule = create_schedule(plan.get(), seqlens.view, stream.s);
       mla_run_args run{};
       run.struct_size = sizeof run;
       run.plan = plan.get();
@@ -414,7 +395,7 @@ TEST_CASE("cuda c_api: every KV format written by mla_write_kv and run on a stre
       h.out = host(out);
       h.lse = host(lse);
       std::string summary;
-      const mla_reference_check_args check = reference_check(cpu_plan.get(), h, summary);
+      const mla_reference_check_args check = reference_check(cpu_plan.get(), h, &summary);
       INFO("vs the reference on the cache's values: " << summary);
       CHECK(check.passed == 1);
 
@@ -424,7 +405,7 @@ TEST_CASE("cuda c_api: every KV format written by mla_write_kv and run on a stre
         PlanHandle plain_plan = create_plan(cpu.get(), to_c(bf));
         h.kv_cache = host(plain_cache);
         h.kv_scale = mla_tensor{};
-        const mla_reference_check_args q_check = reference_check(plain_plan.get(), h, summary);
+        const mla_reference_check_args q_check = reference_check(plain_plan.get(), h, &summary);
         const mla::Tolerance tol = mla::quantization_tolerance(fp);
         INFO("vs the reference on the unquantized values: rel_l2 "
              << q_check.rel_l2_error << " (<= " << tol.rel_l2 << "), max_abs " << q_check.max_abs_error << " (<= "

@@ -31,15 +31,22 @@ nlohmann::json timed_report(nlohmann::json config, const Problem& p, const std::
   return sim_tpu_test::run_once(config, in).report;
 }
 
-}  // namespace
-
-TEST_CASE("sim_tpu context parallel: shard step + ring exchange + merge", "[sim_tpu][context_parallel]") {
+// The timing cases' problem: three sequences (one empty), s_q 2 causal, h_q 16.
+Problem timed_problem() {
   Problem p;
   p.batch = 3;
   p.s_q = 2;
   p.h_q = 16;
   p.causal = true;
-  const std::vector<int32_t> lens = {0, 130, 1000};
+  return p;
+}
+const std::vector<int32_t> kTimedLens = {0, 130, 1000};
+
+}  // namespace
+
+TEST_CASE("sim_tpu context parallel: shard step + ring exchange + merge", "[sim_tpu][context_parallel]") {
+  const Problem p = timed_problem();
+  const std::vector<int32_t>& lens = kTimedLens;
   for (int64_t ranks : {2, 3}) {
     INFO(ranks << " ranks");
     const double gbps = 50, latency_us = 2;
@@ -73,12 +80,8 @@ TEST_CASE("sim_tpu context parallel: shard step + ring exchange + merge", "[sim_
 
 TEST_CASE("sim_tpu context parallel: the all_reduce exchange is modelled as two ring all-reduces",
           "[sim_tpu][context_parallel]") {
-  Problem p;
-  p.batch = 3;
-  p.s_q = 2;
-  p.h_q = 16;
-  p.causal = true;
-  const std::vector<int32_t> lens = {0, 130, 1000};
+  const Problem p = timed_problem();
+  const std::vector<int32_t>& lens = kTimedLens;
   const double gbps = 50, latency_us = 2;
   for (int64_t ranks : {2, 3}) {
     INFO(ranks << " ranks");
