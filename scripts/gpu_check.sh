@@ -137,7 +137,7 @@ fi
 if has graph; then
   timeout 120 "$CHECK" graph "$CONFIG" > "$OUT/graph.log" 2>&1
   rc=$?
-  note "graph: $(tail -1 "$OUT/graph.log") (rc $rc)"
+  note "graph: $(tail -2 "$OUT/graph.log" | tr "\n" ";") (rc $rc)"
   [ $rc -ne 0 ] && STATUS=1
 fi
 
@@ -163,9 +163,10 @@ if has hkv; then
   grep -E "^FAIL" "$OUT/hkv.log" | head -20
   [ $rc -ne 0 ] && STATUS=1
   for fmt in ${KV8//,/ }; do
-    timeout "${MLA_HKV_GRAPH_TIMEOUT:-120}" "$CHECK" graph "$CONFIG" --kv-format $fmt >> "$OUT/hkv_graph.log" 2>&1
+    timeout "${MLA_HKV_GRAPH_TIMEOUT:-120}" "$CHECK" graph "$CONFIG" --kv-format $fmt > "$OUT/hkv_graph_$fmt.log" 2>&1
     rc=$?
-    note "hkv graph $fmt: $(tail -1 "$OUT/hkv_graph.log") (rc $rc)"
+    cat "$OUT/hkv_graph_$fmt.log" >> "$OUT/hkv_graph.log"
+    note "hkv graph $fmt: $(tail -2 "$OUT/hkv_graph_$fmt.log" | tr '\n' ';') (rc $rc)"
     [ $rc -ne 0 ] && STATUS=1
   done
   if [ "${MLA_HKV_MEMCHECK:-1}" = 1 ]; then

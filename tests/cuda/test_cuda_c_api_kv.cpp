@@ -8,7 +8,8 @@
 // the float64 reference (mla_reference_check on a cpu plan of the same problem, over the same
 // cache bytes) at the output dtype's tolerance, and, for 8-bit formats, against the reference
 // on the unquantized values at the format's quantization tolerance; the kernel chosen on sm_90
-// is the Hopper kernel named for the format. Without a CUDA device it SKIPs with the reason.
+// is the Hopper kernel named for the format (the narrow one for fp8_e4m3 and int8 with at most
+// 16 query rows). Without a CUDA device it SKIPs with the reason.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -346,8 +347,12 @@ TEST_CASE("cuda c_api: every KV format written by mla_write_kv and run on a stre
       const std::string kernel = mla_plan_kernel_name(plan.get());
       INFO("kernel " << kernel << ": " << mla_plan_explain(plan.get()));
       if (sm90) {
+        // fp8_e4m3 and int8 with at most 16 query rows: the narrow kernel; otherwise the Hopper one.
+        const bool narrow =
+            (format == mla::KvFormat::fp8_e4m3 || format == mla::KvFormat::int8) && shape.s_q * shape.h_q <= 16;
         const std::string hopper = "cuda_hopper_tma_wgmma_m64";
-        CHECK(kernel == (mla::is_quantized(format) ? hopper + "_" + name : hopper));
+        CHECK(kernel == (narrow ? std::string("cuda_hopper_narrow_keys_m64_n16_") + name
+                                : mla::is_quantized(format) ? hopper + "_" + name : hopper));
       } else {
         CHECK(kernel.rfind("cuda_portable", 0) == 0);
       }

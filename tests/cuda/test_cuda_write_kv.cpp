@@ -106,10 +106,11 @@ bool hopper_kernel_runs_here() {
 }
 }  // namespace
 
-// Both kernels read every format: host inputs quantized by the traits (scales calibrated,
-// pages poisoned), copied operand by operand to the GPU, checked against the reference on the
-// dequantized values and against the unquantized bf16 values. On sm_90 the default (auto)
-// choice must be the Hopper kernel; cuda.kernel = portable forces the other one.
+// Every kernel reads every format it takes: host inputs quantized by the traits (scales
+// calibrated, pages poisoned), copied operand by operand to the GPU, checked against the
+// reference on the dequantized values and against the unquantized bf16 values. On sm_90 the
+// default (auto) choice must be a Hopper kernel, and the narrow one for fp8_e4m3 / int8 with at
+// most 16 query rows (h_q 8 at s_q 2); cuda.kernel = portable forces the portable kernel.
 TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
   const std::string reason = why_no_cuda_device();
   if (!reason.empty()) {
@@ -122,7 +123,7 @@ TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
         {"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}, {"kernel", kernel}}}});
     for (const KvFormatTraits& kv : kv_formats())
       for (DType dtype : {DType::bf16, DType::fp16})
-        for (int64_t h_q : {16, 128}) {
+        for (int64_t h_q : {8, 16, 128}) {
           if (!is_quantized(kv.format) && kv.element != dtype) continue;  // plain caches hold the query dtype
           Problem p;
           p.batch = 3;
@@ -142,6 +143,9 @@ TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
           auto plan = dev->plan(in.problem);
           const bool hopper = plan->kernel_name().find("hopper") != std::string::npos;
           CHECK(hopper == (std::string(kernel) == "auto" && hopper_here));
+          const bool narrow_expected = std::string(kernel) == "auto" && hopper_here && h_q * p.s_q <= 16 &&
+                                       (kv.format == KvFormat::fp8_e4m3 || kv.format == KvFormat::int8);
+          CHECK((plan->kernel_name().find("narrow") != std::string::npos) == narrow_expected);
           RunArgs host = in.args(), gpu;
           std::vector<std::unique_ptr<DeviceCopy>> buffers;
           for (const RunOperand& op : kRunOperands) {
@@ -207,4 +211,42 @@ TEST_CASE("cuda: the Hopper kernel takes every KV format, and says why not for o
       CHECK_THROWS_AS(hopper->plan(p), Error);
     }
   }
+}
+
+// The narrow Hopper kernel (keys on the wgmma M dimension) takes fp8_e4m3 and int8 caches with at
+// most 16 query rows, and says why it refuses the rest.
+TEST_CASE("cuda: the narrow Hopper kernel takes 8-bit caches with few query rows, and says why not otherwise",
+          "[cuda][kv]") {
+  const std::string reason = why_no_cuda_device();
+  if (!reason.empty()) {
+    WARN("skipped: " + reason);
+    return;
+  }
+  if (!hopper_kernel_runs_here()) {
+    WARN("skipped: the Hopper kernels do not run on this GPU (they need sm_90)");
+    return;
+  }
+  auto narrow = open_device(nlohmann::json{
+      {"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}, {"kernel", "hopper_narrow"}}}});
+  Problem p;
+  p.num_blocks = 4;
+  p.max_blocks_per_seq = 4;
+  p.h_q = 16;
+  for (KvFormat f : {KvFormat::fp8_e4m3, KvFormat::int8}) {
+    p.kv_format = f;
+    const Support s = narrow->supports(p);
+    INFO(kv_format_name(f) << ": " << s.reason);
+    CHECK(s.supported);
+    CHECK(narrow->plan(p)->kernel_name() == std::string("cuda_hopper_narrow_keys_m64_n16_") + kv_format_name(f));
+  }
+  p.kv_format = KvFormat::fp8_ds_mla;
+  Support refused = narrow->supports(p);
+  CHECK_FALSE(refused.supported);
+  CHECK(refused.reason.find("the cache is fp8_ds_mla") != std::string::npos);
+  p.kv_format = KvFormat::int8;
+  p.h_q = 32;
+  refused = narrow->supports(p);
+  CHECK_FALSE(refused.supported);
+  CHECK(refused.reason.find("s_q x h_q = 32 query rows") != std::string::npos);
+  CHECK_THROWS_AS(narrow->plan(p), Error);
 }

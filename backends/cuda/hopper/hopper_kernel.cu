@@ -6,13 +6,11 @@
 // KV loads of the next split overlap the math of the current one. The math follows the
 // "seesaw" schedule of hopper_config.cuh: two KV blocks per round, one per warpgroup.
 #include <cuda.h>
-#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 #include <string>
 
 #include "../cuda_check.hpp"
@@ -23,6 +21,7 @@
 #include "hopper_smem.cuh"
 #include "kv8_producer.cuh"
 #include "query_to_fp16.cuh"
+#include "tensor_map.hpp"
 #include "wgmma_sm90.cuh"
 
 namespace mla::cuda::hopper {
@@ -496,22 +495,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-  static std::once_flag once;
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
-  static cudaError_t status = cudaSuccess;
-  static cudaDriverEntryPointQueryResult query = cudaDriverEntryPointSuccess;
-  std::call_once(once, [] {
-    void* ptr = nullptr;
-    status = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000, cudaEnableDefault, &query);
-    fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(ptr);
-  });
-  check(status, "cudaGetDriverEntryPointByVersion(cuTensorMapEncodeTiled)");
-  if (query != cudaDriverEntryPointSuccess || !fn)
-    fail(ErrorCode::device_error, "cuda: the driver has no cuTensorMapEncodeTiled (needed by the Hopper kernel)");
-  return fn;
-}
-
 // Every instantiation: (element type, KV read) -> kernel.
 template <typename T>
 const void* kernel_for(KvRead r) {
@@ -526,28 +509,6 @@ const void* kernel_for(portable::Elem elem, KvRead r) {
   return elem == portable::Elem::fp16 ? kernel_for<__half>(r) : kernel_for<__nv_bfloat16>(r);
 }
 constexpr KvRead kAllReads[] = {KvRead::plain, KvRead::fp8_per_tensor, KvRead::int8_per_channel, KvRead::fp8_ds_mla};
-
-// A 3D tensor map over the cache [blocks][64 tokens][token width]: boxes of `box_cols`
-// elements x 64 tokens of one block, fetched by coordinates (column, 0, block).
-CUtensorMap make_map(const DecodeParams& p, CUtensorMapDataType type, int elem_bytes, int token_width, int64_t kv_blocks,
-                     int box_cols, CUtensorMapSwizzle swizzle) {
-  CUtensorMap map;
-  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(token_width), static_cast<cuuint64_t>(kBlockN),
-                              static_cast<cuuint64_t>(kv_blocks)};
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(p.kv_stride_token) * elem_bytes,
-                                 static_cast<cuuint64_t>(p.kv_stride_block) * elem_bytes};
-  const cuuint32_t box[3] = {static_cast<cuuint32_t>(box_cols), kBlockN, 1};
-  const cuuint32_t elem_strides[3] = {1, 1, 1};
-  const CUresult r = encode_fn()(&map, type, 3, const_cast<void*>(p.kv), dims, strides, box, elem_strides,
-                                 CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
-                                 kL2Promotion == 0     ? CU_TENSOR_MAP_L2_PROMOTION_NONE
-                                 : kL2Promotion == 128 ? CU_TENSOR_MAP_L2_PROMOTION_L2_128B
-                                                       : CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS)
-    fail(ErrorCode::device_error, "cuda: cuTensorMapEncodeTiled(kv_cache) failed with CUresult " + std::to_string(r));
-  return map;
-}
 
 }  // namespace
 
@@ -584,16 +545,16 @@ void launch_decode(portable::Elem elem, int grid, const DecodeParams& p, int64_t
     fail(ErrorCode::unsupported, "cuda hopper kernel: kv_cache strides must be multiples of 16 bytes, data 16-byte aligned");
   KvMaps maps;
   if (plain) {
-    maps.kv = make_map(p, elem == portable::Elem::fp16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                       2, kDqk, kv_blocks, kBoxCols, CU_TENSOR_MAP_SWIZZLE_128B);
+    maps.kv = make_kv_map(p, elem == portable::Elem::fp16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                       2, kDqk, kv_blocks, kBoxCols, CU_TENSOR_MAP_SWIZZLE_128B, kL2Promotion);
     maps.rope = maps.scales = maps.kv;
   } else if (p.kv_read == KvRead::fp8_ds_mla) {
-    maps.kv = make_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDsTokenBytes, kv_blocks, kInBoxCols, CU_TENSOR_MAP_SWIZZLE_NONE);
-    maps.rope = make_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDsTokenBytes, kv_blocks, 2 * (kDqk - kDv),
-                         CU_TENSOR_MAP_SWIZZLE_128B);
-    maps.scales = make_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDsTokenBytes, kv_blocks, 16, CU_TENSOR_MAP_SWIZZLE_NONE);
+    maps.kv = make_kv_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDsTokenBytes, kv_blocks, kInBoxCols, CU_TENSOR_MAP_SWIZZLE_NONE, kL2Promotion);
+    maps.rope = make_kv_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDsTokenBytes, kv_blocks, 2 * (kDqk - kDv),
+                         CU_TENSOR_MAP_SWIZZLE_128B, kL2Promotion);
+    maps.scales = make_kv_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDsTokenBytes, kv_blocks, 16, CU_TENSOR_MAP_SWIZZLE_NONE, kL2Promotion);
   } else {
-    maps.kv = make_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDqk, kv_blocks, kInBoxCols, CU_TENSOR_MAP_SWIZZLE_NONE);
+    maps.kv = make_kv_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDqk, kv_blocks, kInBoxCols, CU_TENSOR_MAP_SWIZZLE_NONE, kL2Promotion);
     maps.rope = maps.scales = maps.kv;
   }
   const void* fn = kernel_for(elem, p.kv_read);

@@ -100,6 +100,23 @@ __device__ __forceinline__ void wgmma_m64n256k16_ss_tb(float (&d)[128], uint64_t
 #undef MLA_WGMMA_BODY
 }
 
+
+// D[64x16] (+)= A[64x16] B[16x16]; A from registers (the 16-bit fragment layout), B K-major in
+// shared memory (128B-swizzled rows of 64 elements). The narrow kernel's S^T = K Q^T and
+// O^T = V^T P^T (hopper_narrow/), whose A fragments are dequantized in registers. scale_d = 0
+// overwrites D.
+template <typename T>
+__device__ __forceinline__ void wgmma_m64n16k16_rs(float (&d)[8], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
+#define MLA_WGMMA_BODY(TY)                                                                                          \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n"                                                       \
+               "wgmma.mma_async.sync.aligned.m64n16k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, %12, p, 1, 1, 0;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])        \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
+  if constexpr (std::is_same_v<T, __half>) MLA_WGMMA_BODY("f16");
+  else MLA_WGMMA_BODY("bf16");
+#undef MLA_WGMMA_BODY
+}
+
 #undef MLA_WGMMA_D32
 #undef MLA_WGMMA_D128
 #undef MLA_WGMMA_R32

@@ -1,0 +1,29 @@
+// Host entry points of the narrow Hopper kernel (keys on the wgmma M dimension; 8-bit caches,
+// at most 16 query rows per sequence: narrow_config.cuh). It runs on the Hopper kernel's
+// device-side schedule (one CTA per piece) and the shared combine.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "../portable/portable_launch.hpp"
+
+namespace mla::cuda::hopper_narrow {
+
+// Whether the kernel passed the GPU checks of scripts/gpu_check.sh; the plan selects it only then.
+bool verified();
+int max_rows();         // 16: s_q x h_q per sequence
+int threads_per_cta();  // 160 (a math warpgroup + a producer warp)
+size_t smem_bytes();
+// Raises the kernel's dynamic shared-memory limit; returns the resident CTAs per SM (0: none fit).
+int prepare();
+
+// Launches the persistent kernel on `grid` CTAs (= the schedule's pieces). params.kv_read is
+// fp8_per_tensor or int8_per_channel; page size 64, h_kv 1, s_q x h_q <= 16, kv strides multiples
+// of 16 bytes and data 16-byte aligned (checked; Error(unsupported) otherwise).
+void launch_decode(portable::Elem elem, int grid, const portable::DecodeParams& params, int64_t kv_blocks,
+                   const portable::ScheduleLayout& layout, cudaStream_t stream);
+
+}  // namespace mla::cuda::hopper_narrow

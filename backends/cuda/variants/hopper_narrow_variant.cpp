@@ -1,0 +1,91 @@
+// The narrow Hopper kernel (sm_90a, hopper_narrow/) as a table entry: fp8_e4m3 and int8 caches
+// with at most 16 query rows per sequence (s_q x h_q), keys on the wgmma M dimension so those rows
+// do not pay a 64-row tile's tensor work; the Hopper kernel's contiguous cost-balanced schedule,
+// one CTA per piece, two CTAs per SM.
+#include <algorithm>
+
+#include "../hopper/hopper_launch.hpp"
+#include "../hopper_narrow/narrow_launch.hpp"
+#include "hopper_family.hpp"
+#include "kernel_variant.hpp"
+#include "mla/error.hpp"
+
+namespace mla::cuda {
+namespace {
+
+namespace pk = portable;
+
+class HopperNarrowVariant final : public KernelVariant {
+ public:
+  [[nodiscard]] const char* config_name() const override { return "hopper_narrow"; }
+  [[nodiscard]] std::string kernel_name(const LaunchChoice& c) const override {
+    return std::string("cuda_hopper_narrow_keys_m64_n16_") + kv_format_name(c.kv_format);
+  }
+
+  [[nodiscard]] std::string refusal(const Problem& p, const DeviceInfo& device) const override {
+    if (p.kv_format != KvFormat::fp8_e4m3 && p.kv_format != KvFormat::int8)
+      return std::string("the cache is ") + kv_format_name(p.kv_format) +
+             " (the narrow kernel reads the fp8_e4m3 and int8 caches)";
+    const int64_t rows = p.s_q * p.heads_per_kv();
+    if (rows > hopper_narrow::max_rows())
+      return "s_q x h_q = " + std::to_string(rows) + " query rows (the narrow kernel takes at most " +
+             std::to_string(hopper_narrow::max_rows()) + ")";
+    std::string why = hopper_family_refusal(p, device);
+    if (why.empty() && !hopper_narrow::verified())
+      why = "not verified (the kernel is compiled but has not passed the GPU checks)";
+    return why;
+  }
+
+  LaunchChoice configure(const Problem& p, const DeviceInfo& device, const CudaConfig&, std::ostream& why) const override {
+    const int occ = hopper_narrow::prepare();
+    if (occ < 1)
+      fail(ErrorCode::unsupported, "cuda: the narrow Hopper kernel does not fit on " + device.describe() + " (" +
+                                       std::to_string(hopper_narrow::smem_bytes()) + " bytes of shared memory)");
+    LaunchChoice c;
+    c.variant = this;
+    c.elem = p.dtype == DType::bf16 ? pk::Elem::bf16 : pk::Elem::fp16;
+    c.kv_format = p.kv_format;
+    c.stages = 2;
+    c.threads = hopper_narrow::threads_per_cta();
+    c.ctas_per_sm = occ;
+    c.m_tiles = 1;
+    c.units = 1;
+    c.pieces = occ * device.prop.multiProcessorCount;
+    c.grid = c.pieces;
+    c.max_splits = static_cast<int64_t>(c.pieces) + p.batch + 1;  // bound of hopper_scheduler.cu
+    why << "narrow Hopper kernel (sm_90a: keys on the wgmma M dimension, S^T = K Q^T and O^T = V^T P^T with N = 16 "
+           "query rows; the "
+        << kv_format_name(p.kv_format)
+        << " bytes of each 64-token page loaded by TMA and dequantized to fp16 in registers on their way to the tensor "
+           "cores; one warpgroup per CTA, whose thread 0 also issues the loads, 2-stage ring), persistent grid "
+        << c.grid << " (" << occ << " CTA/SM x " << device.prop.multiProcessorCount << " SMs)";
+    return c;
+  }
+
+  void launch_scheduler(const LaunchChoice& c, const ScheduleInputs& in, const pk::ScheduleLayout& layout,
+                        cudaStream_t stream) const override {
+    hopper::launch_scheduler(in.cache_seqlens, in.batch, in.capacity_tokens, c.pieces, layout, stream);
+  }
+
+  [[nodiscard]] std::string describe_schedule(const LaunchChoice& c, int32_t) const override {
+    return "device-side contiguous split-KV schedule: the (sequence, 64-key block) list cut into " +
+           std::to_string(c.pieces) + " pieces of equal cost (blocks + 5 per split), one CTA each; at most " +
+           std::to_string(c.max_splits) + " splits";
+  }
+
+  void launch_decode(const LaunchChoice& c, const pk::DecodeParams& params, int64_t kv_blocks,
+                     const pk::ScheduleLayout& layout, cudaStream_t stream) const override {
+    hopper_narrow::launch_decode(c.elem, c.grid, params, kv_blocks, layout, stream);
+  }
+
+  [[nodiscard]] bool programmatic_combine() const override { return true; }
+};
+
+}  // namespace
+
+const KernelVariant& hopper_narrow_variant() {
+  static const HopperNarrowVariant variant;
+  return variant;
+}
+
+}  // namespace mla::cuda
