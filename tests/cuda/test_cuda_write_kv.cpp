@@ -31,7 +31,7 @@ TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda
     WARN("skipped: " + reason);
     return;
   }
-  auto dev = open_device(nlohmann::json{{"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}}}});
+  auto dev = mla::testing::open_cuda_device();
   std::mt19937 rng(Catch::rngSeed() + 17u);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const int64_t d_c = 512, d_r = 64, blocks = 5, page = 16, tokens = 40;
@@ -97,8 +97,7 @@ TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda
 namespace {
 // Whether this GPU runs the Hopper kernel (sm_90): its device plans a plain bf16 problem.
 bool hopper_kernel_runs_here() {
-  auto hopper = open_device(
-      nlohmann::json{{"backend", "cuda"}, {"name", "probe"}, {"cuda", {{"device_index", 0}, {"kernel", "hopper"}}}});
+  auto hopper = mla::testing::open_cuda_device("hopper");
   Problem p;
   p.num_blocks = 4;
   p.max_blocks_per_seq = 4;
@@ -119,8 +118,7 @@ TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
   }
   const bool hopper_here = hopper_kernel_runs_here();
   for (const char* kernel : {"auto", "portable"}) {
-    auto dev = open_device(nlohmann::json{
-        {"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}, {"kernel", kernel}}}});
+    auto dev = mla::testing::open_cuda_device(kernel);
     for (const KvFormatTraits& kv : kv_formats())
       for (DType dtype : {DType::bf16, DType::fp16})
         for (int64_t h_q : {8, 16, 128}) {
@@ -146,16 +144,8 @@ TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
           const bool narrow_expected = std::string(kernel) == "auto" && hopper_here && h_q * p.s_q <= 16 &&
                                        (kv.format == KvFormat::fp8_e4m3 || kv.format == KvFormat::int8);
           CHECK((plan->kernel_name().find("narrow") != std::string::npos) == narrow_expected);
-          RunArgs host = in.args(), gpu;
           std::vector<std::unique_ptr<DeviceCopy>> buffers;
-          for (const RunOperand& op : kRunOperands) {
-            const TensorView& h = host.*op.member;
-            if (h.empty()) continue;
-            HostTensor copy(h.dtype, std::vector<int64_t>(h.shape.begin(), h.shape.begin() + h.rank));
-            std::memcpy(copy.data(), h.data, copy.bytes());
-            buffers.push_back(std::make_unique<DeviceCopy>(*dev, copy));
-            gpu.*op.member = buffers.back()->view;
-          }
+          RunArgs gpu = mla::testing::upload_run_args(*dev, in.args(), buffers);
           auto schedule = plan->schedule(gpu.cache_seqlens);
           plan->run(gpu, *schedule);
           dev->synchronize();
@@ -188,8 +178,7 @@ TEST_CASE("cuda: the Hopper kernel takes every KV format, and says why not for o
     WARN("skipped: the Hopper kernel does not run on this GPU (it needs sm_90)");
     return;
   }
-  auto hopper = open_device(
-      nlohmann::json{{"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}, {"kernel", "hopper"}}}});
+  auto hopper = mla::testing::open_cuda_device("hopper");
   Problem p;
   p.num_blocks = 4;
   p.max_blocks_per_seq = 4;
@@ -226,8 +215,7 @@ TEST_CASE("cuda: the narrow Hopper kernel takes 8-bit caches with few query rows
     WARN("skipped: the Hopper kernels do not run on this GPU (they need sm_90)");
     return;
   }
-  auto narrow = open_device(nlohmann::json{
-      {"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}, {"kernel", "hopper_narrow"}}}});
+  auto narrow = mla::testing::open_cuda_device("hopper_narrow");
   Problem p;
   p.num_blocks = 4;
   p.max_blocks_per_seq = 4;

@@ -1,5 +1,6 @@
-// The narrow kernel's register fragments: 8-bit bytes of a TMA-landed page (128-byte box rows,
-// 128B swizzle) to fp16 wgmma A fragments, and the orders they imply (narrow_config.cuh).
+// The narrow kernel's register fragments: 8-bit bytes of a page in shared memory (as in global
+// memory: 576 bytes per token) to fp16 wgmma A fragments, and the orders they imply
+// (narrow_config.cuh).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -14,9 +15,17 @@ namespace mla::cuda::hopper_narrow {
 // Byte offset of 16-byte chunk `chunk` (0..7) of row `row` in a 128B-swizzled box.
 __device__ __forceinline__ uint32_t swz(int row, int chunk) { return row * 128 + ((chunk ^ (row & 7)) << 4); }
 
-// S^T row r (0..15) of a warp -> key within the warp's 16: rows g and g + 1 read keys whose
-// swizzle rows differ by 4, so the 8 lanes of a load phase hit 8 different 16-byte bank groups.
-__device__ __forceinline__ int s_key(int warp, int r) { return 16 * warp + (r & 8) + (r & 1) * 4 + ((r & 7) >> 1); }
+// Byte offset of 16-byte chunk `chunk` of the 128 dims [128 G, 128 G + 128) of token row `key` in
+// a stage: the page as it is in memory, 576 bytes per token (dims 576-639 do not exist; the rope
+// box's chunks 4-7 are never read). In 16-byte units a row is 36 = 4 mod 8, so S^T's load phase
+// (keys g and g + 1 of a warp, chunks c = 0..3) hits 8 different bank groups.
+__device__ __forceinline__ uint32_t page_chunk(int key, int G, int chunk) { return key * 576 + G * 128 + chunk * 16; }
+
+// O^T += V^T P^T takes, at K-index j of a k-step, key pv_key(j) of its 16: the pairs (2c, 2c + 1)
+// swapped for odd c, so the lanes c = 0..3 of a load phase read keys of both parities (bank groups
+// 0 and 4 of a row start) instead of four even ones; 2-way conflicts remain on these loads (the
+// thread's 16 dims depend on its row g only). Its own inverse.
+__device__ __forceinline__ int pv_key(int j) { return j ^ ((j >> 1) & 1); }
 
 // Two 8-bit values (byte `half` x 2 and the next of `word`) as an fp16 pair, low byte first:
 // fp8 e4m3 by one cvt; int8 under a 0x64 exponent byte (1024 + code + 128), minus 1152. Both exact.

@@ -11,7 +11,6 @@
 
 #include "../cuda_check.hpp"
 #include "../hopper/hopper_ptx.cuh"
-#include "../hopper/tensor_map.hpp"
 #include "../hopper/wgmma_sm90.cuh"
 #include "../portable/mma_sm80.cuh"
 #include "narrow_config.cuh"
@@ -39,8 +38,6 @@ using portable::SplitEntry;
 
 // Set to true only after scripts/gpu_check.sh passed with this kernel selected.
 constexpr bool kVerified = true;
-// The tensor map asks L2 for 128-byte promotion (one box row).
-constexpr int kL2Promotion = 128;
 
 struct NarrowSmem {
   uint32_t stages, qt, pt, bars;
@@ -134,12 +131,11 @@ __device__ __forceinline__ void compute_st(float (&st)[8], uint32_t stage, uint6
   uint32_t frag[2][kHalf][4];
 #pragma unroll
   for (int G = 0; G < kInBoxes; ++G) {
-    const uint32_t box = stage + G * kInBoxBytes;
-    // The rope box's chunks 4-7 are dims 576-639: zeros (TMA's fill), not read.
+    // Box G's chunks 4-7 are dims 576-639 for the rope box: zeros, not read.
     const bool rope = G == kInBoxes - 1;  // known at compile time (unrolled)
-    uint4 ra = lds128(box + swz(ka, c)), rb = lds128(box + swz(kb, c));
-    uint4 ra4 = rope ? make_uint4(0, 0, 0, 0) : lds128(box + swz(ka, c + 4));
-    uint4 rb4 = rope ? make_uint4(0, 0, 0, 0) : lds128(box + swz(kb, c + 4));
+    uint4 ra = lds128(stage + page_chunk(ka, G, c)), rb = lds128(stage + page_chunk(kb, G, c));
+    uint4 ra4 = rope ? make_uint4(0, 0, 0, 0) : lds128(stage + page_chunk(ka, G, c + 4));
+    uint4 rb4 = rope ? make_uint4(0, 0, 0, 0) : lds128(stage + page_chunk(kb, G, c + 4));
     // The previous page's P V products may still run: the first box's bytes are read meanwhile,
     // but nothing that feeds a wgmma is written before they are done (ptxas would otherwise
     // serialise every wgmma of the kernel: C7513).
@@ -188,17 +184,18 @@ __device__ __forceinline__ void compute_st(float (&st)[8], uint32_t stage, uint6
 template <KvRead R>
 __device__ __forceinline__ void issue_pv(float (&o)[kMTiles][8], uint32_t stage, uint64_t pt_desc, int warp, int g, int c,
                                          int valid, uint32_t (&frag)[2][kMTiles / 2][4]) {
-  const uint32_t box = stage + warp * kInBoxBytes;
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk) {
-    const int k0 = 16 * kk + 2 * c;
-    uint4 x0 = lds128(box + swz(k0, g)), x1 = lds128(box + swz(k0 + 1, g));
-    uint4 x2 = lds128(box + swz(k0 + 8, g)), x3 = lds128(box + swz(k0 + 9, g));
+    // K-index j of the k-step holds key 16 kk + pv_key(j): keys 2c, 2c + 1, 2c + 8, 2c + 9 of the
+    // k-step, the pair swapped for odd c (bank groups, narrow_fragments.cuh).
+    const int k0 = 16 * kk + pv_key(2 * c), k1 = 16 * kk + pv_key(2 * c + 1);
+    uint4 x0 = lds128(stage + page_chunk(k0, warp, g)), x1 = lds128(stage + page_chunk(k1, warp, g));
+    uint4 x2 = lds128(stage + page_chunk(k0 + 8, warp, g)), x3 = lds128(stage + page_chunk(k1 + 8, warp, g));
     if (valid < kBlockN) {
       if (k0 >= valid) x0 = make_uint4(0, 0, 0, 0);
-      if (k0 + 1 >= valid) x1 = make_uint4(0, 0, 0, 0);
+      if (k1 >= valid) x1 = make_uint4(0, 0, 0, 0);
       if (k0 + 8 >= valid) x2 = make_uint4(0, 0, 0, 0);
-      if (k0 + 9 >= valid) x3 = make_uint4(0, 0, 0, 0);
+      if (k1 + 8 >= valid) x3 = make_uint4(0, 0, 0, 0);
     }
     // Half the m-tiles (words 2 h, 2 h + 1 of each key's chunk; 16 registers) per wgmma group.
 #pragma unroll
@@ -260,9 +257,19 @@ struct PageCursor {
   }
 };
 
-// Thread 0's loads: the next page to bring into a stage by TMA. (An L2 prefetch of the pages
-// 4 or 8 ahead made the b 128, h_q 16, 8k decode 15% and 48% slower; promotion 256 B instead of
-// 128 B, 3% slower: docs/perf/h200.md.)
+// One bulk copy (the TMA's non-tensor form) of `bytes` from global memory into shared memory,
+// counted on `bar`, with an L2 cache policy.
+__device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar, uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n" ::"r"(dst),
+      "l"(src), "r"(bytes), "r"(bar), "l"(policy)
+      : "memory");
+}
+
+// Thread 0's loads: the next page to bring into a stage, as one contiguous copy (the page's 64
+// token rows as they are in memory). (64 x 128-byte TMA boxes per 128 columns reached 85% of the
+// copy ceiling with no math at all; an L2 prefetch of the pages 4 or 8 ahead made the b 128,
+// h_q 16, 8k decode 15% and 48% slower: docs/perf/h200.md.)
 struct PageLoader {
   PageCursor load;
   uint64_t policy = 0;
@@ -272,15 +279,18 @@ struct PageLoader {
     load.start(p, layout, item_begin, end);
   }
   template <int kProbeMode>
-  __device__ void issue(const NarrowSmem& sm, const CUtensorMap& map, int s, const DecodeParams& p,
-                        const ScheduleLayout& layout) {
+  __device__ void issue(const NarrowSmem& sm, int s, const DecodeParams& p, const ScheduleLayout& layout) {
     if constexpr (kProbeMode == 2) {
       mbar_arrive(sm.full(s));
     } else {
       mbar_expect_tx(sm.full(s), kStageBytes);
-#pragma unroll
-      for (int G = 0; G < kInBoxes; ++G)
-        hopper::tma_load(sm.stage(s) + G * kInBoxBytes, &map, G * kInBoxCols, 0, load.page, sm.full(s), true, policy);
+      const unsigned char* src = static_cast<const unsigned char*>(p.kv) + static_cast<int64_t>(load.page) * p.kv_stride_block;
+      if (p.kv_stride_token == kDqk) {  // a dense page: one copy of its 36 KiB
+        bulk_copy(sm.stage(s), src, kStageBytes, sm.full(s), policy);
+      } else {  // padded token rows: one copy per token
+        for (int t = 0; t < kBlockN; ++t)
+          bulk_copy(sm.stage(s) + t * kDqk, src + static_cast<int64_t>(t) * p.kv_stride_token, kDqk, sm.full(s), policy);
+      }
     }
     load.advance(p, layout);
   }
@@ -299,7 +309,7 @@ __device__ __forceinline__ void fence_pv(float (&o)[kMTiles][8], uint32_t (&frag
 
 template <typename T, KvRead R>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm)
-    narrow_decode_kernel(const __grid_constant__ CUtensorMap kv_map, const DecodeParams p, const ScheduleLayout layout) {
+    narrow_decode_kernel(const DecodeParams p, const ScheduleLayout layout) {
   // The combine kernel (a programmatic dependent) reads only the scheduler's split counts
   // before it waits for this grid.
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
@@ -319,17 +329,18 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   __syncthreads();
   const int item_begin = layout.cta_first[blockIdx.x], item_end = layout.cta_first[blockIdx.x + 1];
 
-  // Thread 0 issues the TMA loads, two pages ahead: the first two now, page u + 1 at the start
+  // Thread 0 issues the page copies, two pages ahead: the first two now, page u + 1 at the start
   // of page u's math (once every thread has read page u - 1, the stage's previous occupant).
   PageLoader loader;
   if (tid == 0) {
-    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&kv_map)) : "memory");
     loader.start(p, layout, item_begin, item_end);
-    for (int s = 0; s < kStages && loader.more(); ++s) loader.issue<kProbe>(sm, kv_map, s, p, layout);
+    for (int s = 0; s < kStages && loader.more(); ++s) loader.issue<kProbe>(sm, s, p, layout);
   }
 
   const int g = lane / 4, c = lane % 4;
-  const int ka = s_key(warp, g), kb = s_key(warp, g + 8);  // this thread's S^T rows (keys)
+  const int ka = 16 * warp + g, kb = ka + 8;  // this thread's S^T rows (keys)
+  // Their P's K-index in O^T += V^T P^T (pv_key is its own inverse).
+  const int pa_slot = (ka & ~15) + pv_key(ka & 15), pb_slot = (kb & ~15) + pv_key(kb & 15);
   const int dim0 = 128 * warp + 16 * g;                    // this thread's 16 output dims
   const float scale_log2 = R == KvRead::fp8_per_tensor ? p.scale_log2 * __ldg(p.kv_scale) : p.scale_log2;
   const uint64_t qt_desc = smem_desc(sm.qt, 16, 1024), pt_desc = smem_desc(sm.pt, 16, 1024);
@@ -369,7 +380,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
       if (tid == 0 && uses >= 1 && loader.more()) {
         const int next = (uses + 1) % kStages;  // held page uses - 1
         mbar_wait(sm.empty(next), ((uses - 1) / kStages) & 1);
-        loader.issue<kProbe>(sm, kv_map, next, p, layout);
+        loader.issue<kProbe>(sm, next, p, layout);
       }
       mbar_wait(sm.full(s), (uses / kStages) & 1);
       if constexpr (kProbe == 1) {
@@ -416,8 +427,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
         const int j = i / 2, e2 = i & 1, n = 8 * j + 2 * c + e2;
         const float pa = fast_exp2(st[4 * j + e2] - base[i]), pb = fast_exp2(st[4 * j + 2 + e2] - base[i]);
         l[i] = l[i] * alpha[i] + pa + pb;
-        *reinterpret_cast<__half*>(sm.pt_ptr + swz(n, ka / 8) + (ka % 8) * 2) = __float2half_rn(pa);
-        *reinterpret_cast<__half*>(sm.pt_ptr + swz(n, kb / 8) + (kb % 8) * 2) = __float2half_rn(pb);
+        *reinterpret_cast<__half*>(sm.pt_ptr + swz(n, pa_slot / 8) + (pa_slot % 8) * 2) = __float2half_rn(pa);
+        *reinterpret_cast<__half*>(sm.pt_ptr + swz(n, pb_slot / 8) + (pb_slot % 8) * 2) = __float2half_rn(pb);
       }
       if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f && alpha[2] == 1.f && alpha[3] == 1.f)) {
 #pragma unroll
@@ -524,12 +535,11 @@ void launch_decode(portable::Elem elem, int grid, const DecodeParams& p, int64_t
     fail(ErrorCode::unsupported, "cuda narrow kernel: reads the fp8_e4m3 and int8 caches only");
   if (p.kv_stride_token % 16 != 0 || p.kv_stride_block % 16 != 0 || reinterpret_cast<uintptr_t>(p.kv) % 16 != 0)
     fail(ErrorCode::unsupported, "cuda narrow kernel: kv_cache strides must be multiples of 16 bytes, data 16-byte aligned");
-  CUtensorMap map = hopper::make_kv_map(p, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, kDqk, kv_blocks, kInBoxCols,
-                                        CU_TENSOR_MAP_SWIZZLE_128B, kL2Promotion);
+  (void)kv_blocks;  // pages are addressed through the block table alone
   const void* fn = kernel_for(elem, p.kv_read);
   DecodeParams params = p;
   ScheduleLayout sched = layout;
-  void* args[] = {&map, &params, &sched};
+  void* args[] = {&params, &sched};
   // A plain launch: the scheduler has completed when this grid starts (the combine relies on it).
   check(cudaLaunchKernel(fn, dim3(grid), dim3(kThreads), args, kSmemBytes, stream), "narrow_decode_kernel launch");
 }
