@@ -28,6 +28,14 @@ inline std::unique_ptr<Device> open_cuda_device(const char* kernel = "auto") {
       {"backend", "cuda"}, {"name", "test gpu"}, {"cuda", {{"device_index", 0}, {"kernel", kernel}}}});
 }
 
+// Whether this GPU runs the Hopper kernels (sm_90): a plain bf16 problem plans on kernel = hopper.
+inline bool hopper_kernel_runs_here() {
+  Problem p;
+  p.num_blocks = 4;
+  p.max_blocks_per_seq = 4;
+  return open_cuda_device("hopper")->supports(p).supported;
+}
+
 // A host tensor copied to the device; `view` is the same tensor in device memory.
 struct DeviceCopy {
   Device& dev;

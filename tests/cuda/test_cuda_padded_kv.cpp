@@ -1,8 +1,9 @@
 // Runtimes hand the GPU views into larger buffers: a KV cache whose token rows are padded (16
-// bytes past each row, poisoned) must decode exactly like the dense one on every cuda kernel that
-// takes it: the Hopper kernel's TMA boxes, the narrow kernel's per-token copies (its dense pages
-// are one copy each), the portable kernel's cp.async. Checked against the float64 reference on
-// the dense host inputs. Without a CUDA device it SKIPs with the reason.
+// bytes past each row, poisoned) must decode within tolerance of the float64 reference on the
+// dense host inputs, on every cuda kernel that takes it: the Hopper kernel's TMA boxes, the
+// narrow kernel's per-token copies (its dense pages are one copy each), the portable kernel's
+// cp.async. On sm_90 the test also checks which kernel ran, so it cannot pass on another one.
+// Without a CUDA device it SKIPs with the reason.
 #include <catch2/catch.hpp>
 
 #include <cstring>
@@ -23,8 +24,8 @@ using mla::testing::why_no_cuda_device;
 
 namespace {
 
-// `kv` with each token row followed by `pad_bytes` of `poison` bytes, and the view of the dense
-// shape over it (token stride = row + padding).
+// `kv` with each token row followed by `pad_bytes` of `poison` bytes (token stride = row +
+// padding); the caller views it with the dense shape.
 struct PaddedCache {
   HostTensor storage;
   int64_t row_elements = 0, padded_elements = 0;
@@ -55,6 +56,7 @@ TEST_CASE("cuda kernels read KV caches with padded token rows", "[cuda][kv]") {
     WARN("skipped: " + reason);
     return;
   }
+  const bool sm90 = mla::testing::hopper_kernel_runs_here();
   for (const char* kernel : {"auto", "portable"}) {
     auto dev = mla::testing::open_cuda_device(kernel);
     for (KvFormat format : {KvFormat::bf16, KvFormat::fp8_e4m3, KvFormat::int8})
@@ -73,6 +75,14 @@ TEST_CASE("cuda kernels read KV caches with padded token rows", "[cuda][kv]") {
         INFO(kernel << " " << kv_format_name(format) << " h_q " << h_q);
         auto plan = dev->plan(in.problem);
         INFO("kernel " << plan->kernel_name());
+        if (sm90 && std::string(kernel) == "auto") {
+          const bool narrow = format != KvFormat::bf16 && h_q <= 16;
+          const std::string hopper = "cuda_hopper_tma_wgmma_m64";
+          CHECK(plan->kernel_name() == (narrow ? std::string("cuda_hopper_narrow_keys_m64_n16_") + kv_format_name(format)
+                                        : format == KvFormat::bf16 ? hopper : hopper + "_" + kv_format_name(format)));
+        } else {
+          CHECK(plan->kernel_name().rfind("cuda_portable", 0) == 0);
+        }
         std::vector<std::unique_ptr<DeviceCopy>> buffers;
         RunArgs gpu = mla::testing::upload_run_args(*dev, in.args(), buffers);
         buffers.push_back(std::make_unique<DeviceCopy>(*dev, padded.storage));

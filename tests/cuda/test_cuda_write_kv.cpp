@@ -94,16 +94,6 @@ TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda
   }
 }
 
-namespace {
-// Whether this GPU runs the Hopper kernel (sm_90): its device plans a plain bf16 problem.
-bool hopper_kernel_runs_here() {
-  auto hopper = mla::testing::open_cuda_device("hopper");
-  Problem p;
-  p.num_blocks = 4;
-  p.max_blocks_per_seq = 4;
-  return hopper->supports(p).supported;
-}
-}  // namespace
 
 // Every kernel reads every format it takes: host inputs quantized by the traits (scales
 // calibrated, pages poisoned), copied operand by operand to the GPU, checked against the
@@ -116,7 +106,7 @@ TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
     WARN("skipped: " + reason);
     return;
   }
-  const bool hopper_here = hopper_kernel_runs_here();
+  const bool hopper_here = mla::testing::hopper_kernel_runs_here();
   for (const char* kernel : {"auto", "portable"}) {
     auto dev = mla::testing::open_cuda_device(kernel);
     for (const KvFormatTraits& kv : kv_formats())
@@ -174,7 +164,7 @@ TEST_CASE("cuda: the Hopper kernel takes every KV format, and says why not for o
     WARN("skipped: " + reason);
     return;
   }
-  if (!hopper_kernel_runs_here()) {
+  if (!mla::testing::hopper_kernel_runs_here()) {
     WARN("skipped: the Hopper kernel does not run on this GPU (it needs sm_90)");
     return;
   }
@@ -211,7 +201,7 @@ TEST_CASE("cuda: the narrow Hopper kernel takes 8-bit caches with few query rows
     WARN("skipped: " + reason);
     return;
   }
-  if (!hopper_kernel_runs_here()) {
+  if (!mla::testing::hopper_kernel_runs_here()) {
     WARN("skipped: the Hopper kernels do not run on this GPU (they need sm_90)");
     return;
   }

@@ -1,4 +1,4 @@
-// TMA tensor maps over a paged KV cache, shared by the Hopper kernels (hopper/, hopper_narrow/).
+// TMA tensor maps over a paged KV cache, for the Hopper kernel (hopper/hopper_kernel.cu).
 #pragma once
 
 #include <cuda.h>

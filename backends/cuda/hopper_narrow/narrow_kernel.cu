@@ -329,8 +329,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   __syncthreads();
   const int item_begin = layout.cta_first[blockIdx.x], item_end = layout.cta_first[blockIdx.x + 1];
 
-  // Thread 0 issues the page copies, two pages ahead: the first two now, page u + 1 at the start
-  // of page u's math (once every thread has read page u - 1, the stage's previous occupant).
+  // Thread 0 issues the page copies into the two stages: the first two pages now, page u + 1 at
+  // the start of page u's math (once every thread has read page u - 1, the stage's previous occupant).
   PageLoader loader;
   if (tid == 0) {
     loader.start(p, layout, item_begin, item_end);

@@ -15,7 +15,7 @@ namespace mla::cuda::hopper_narrow {
 // Whether the kernel passed the GPU checks of scripts/gpu_check.sh; the plan selects it only then.
 bool verified();
 int max_rows();         // 16: s_q x h_q per sequence
-int threads_per_cta();  // 160 (a math warpgroup + a producer warp)
+int threads_per_cta();  // 128: one warpgroup (its thread 0 also issues the page copies)
 size_t smem_bytes();
 // Raises the kernel's dynamic shared-memory limit; returns the resident CTAs per SM (0: none fit).
 int prepare();
