@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "mla/backend.hpp"
+#include "mla/compare.hpp"
 #include "mla/host_tensor.hpp"
+#include "mla/inputs.hpp"
 #include "mla/problem.hpp"
+#include "mla/reference.hpp"
 #include "mla/registry.hpp"
 
 namespace mla::testing {
@@ -21,6 +24,17 @@ inline std::string why_no_cuda_device() {
     if (b.name == "cuda") return b.availability.available ? "" : b.availability.reason;
   return "cuda backend not registered";
 }
+
+// At the top of a test that needs a CUDA device: without one, WARN the reason and return (the
+// test passes as skipped).
+#define MLA_SKIP_WITHOUT_CUDA_DEVICE()                                         \
+  do {                                                                         \
+    const std::string mla_skip_reason_ = mla::testing::why_no_cuda_device();   \
+    if (!mla_skip_reason_.empty()) {                                           \
+      WARN("skipped: " + mla_skip_reason_);                                    \
+      return;                                                                  \
+    }                                                                          \
+  } while (0)
 
 // Device 0 of the cuda backend with cuda.kernel = `kernel` ("auto", "hopper", ...).
 inline std::unique_ptr<Device> open_cuda_device(const char* kernel = "auto") {
@@ -35,6 +49,15 @@ inline bool hopper_kernel_runs_here() {
   p.max_blocks_per_seq = 4;
   return open_cuda_device("hopper")->supports(p).supported;
 }
+
+// After MLA_SKIP_WITHOUT_CUDA_DEVICE, in a test of the sm_90 kernels: on another GPU, WARN and return.
+#define MLA_SKIP_WITHOUT_HOPPER()                                                     \
+  do {                                                                                \
+    if (!mla::testing::hopper_kernel_runs_here()) {                                   \
+      WARN("skipped: the Hopper kernels do not run on this GPU (they need sm_90)");   \
+      return;                                                                         \
+    }                                                                                 \
+  } while (0)
 
 // A host tensor copied to the device; `view` is the same tensor in device memory.
 struct DeviceCopy {
@@ -65,6 +88,17 @@ inline RunArgs upload_run_args(Device& dev, const RunArgs& host, std::vector<std
     gpu.*op.member = buffers.back()->view;
   }
   return gpu;
+}
+
+// Schedules and runs `plan` on the device operands `gpu`, copies out and lse back into `in`, and
+// compares them with the float64 reference on `in`'s host operands.
+inline Comparison run_against_reference(Device& dev, Plan& plan, const RunArgs& gpu, HostInputs& in) {
+  auto schedule = plan.schedule(gpu.cache_seqlens);
+  plan.run(gpu, *schedule);
+  dev.synchronize();
+  dev.copy(in.out.data(), gpu.out.data, in.out.bytes(), CopyKind::device_to_host);
+  dev.copy(in.lse.data(), gpu.lse.data, in.lse.bytes(), CopyKind::device_to_host);
+  return compare_to_reference(in.problem, reference_decode(in.problem, in.args()), in.out.view(), in.lse.view());
 }
 
 }  // namespace mla::testing

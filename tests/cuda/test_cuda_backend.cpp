@@ -86,11 +86,7 @@ TEST_CASE("cuda open fails with the reason when no device", "[cuda]") {
 }
 
 TEST_CASE("cuda kernels (auto and portable) match the float64 reference", "[cuda]") {
-  const std::string reason = mla::testing::why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
   for (const char* kernel : {"auto", "portable"}) {
   auto dev = mla::open_device(cuda_config(kernel));
   struct C {
@@ -125,11 +121,7 @@ TEST_CASE("cuda kernels (auto and portable) match the float64 reference", "[cuda
 }
 
 TEST_CASE("cuda device measures its matmul ceiling", "[cuda]") {
-  const std::string reason = mla::testing::why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
   auto dev = mla::open_device(cuda_config());
   const std::optional<double> tflops = dev->measure_matmul_tflops();
   REQUIRE(tflops.has_value());  // nullopt only below sm_80, which has no bf16 tensor cores
@@ -139,11 +131,7 @@ TEST_CASE("cuda device measures its matmul ceiling", "[cuda]") {
 }
 
 TEST_CASE("the shipped cuda configs open on this GPU and report its hardware name", "[cuda]") {
-  const std::string reason = mla::testing::why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
   // Both configs run on whatever GPU is present: the config's name is a label, the hardware
   // name is what the driver says (and what `mla bench --anchors` picks its table by).
   std::string availability;
@@ -161,11 +149,7 @@ TEST_CASE("the shipped cuda configs open on this GPU and report its hardware nam
 }
 
 TEST_CASE("cuda plan refuses what it cannot run, with a reason", "[cuda]") {
-  const std::string reason = mla::testing::why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
   auto dev = mla::open_device(cuda_config());
   mla::Problem p;
   p.num_blocks = 4;

@@ -241,11 +241,7 @@ TEST_CASE("cuda context parallel: N ranks on one GPU merged equal one device", "
 #ifndef MLA_TESTS_HAVE_CUDA
   WARN("skipped: built without CUDA");
 #else
-  const std::string reason = why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
   for (ContextExchange exchange : kContextExchanges) {
     auto dev = open_gpu(exchange);
     for (int n : {2, 3})
@@ -267,11 +263,7 @@ TEST_CASE("cuda context parallel: a rank's run + merge captured in a CUDA graph 
 #ifndef MLA_TESTS_HAVE_CUDA
   WARN("skipped: built without CUDA");
 #else
-  const std::string reason = why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
   const int n = 2;
   for (ContextExchange exchange : kContextExchanges) {
     auto dev = open_gpu(exchange);
@@ -321,11 +313,7 @@ TEST_CASE("cuda wraps a one-rank NCCL communicator", "[cuda][context_parallel]")
 #ifndef MLA_TESTS_HAVE_CUDA
   WARN("skipped: built without CUDA");
 #else
-  const std::string reason = why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
   const char* env = std::getenv("MLA_NCCL_LIBRARY");
   void* lib = dlopen(env && *env ? env : "libnccl.so.2", RTLD_NOW | RTLD_GLOBAL);
   if (!lib) {

@@ -20,7 +20,6 @@
 
 using namespace mla;
 using mla::testing::DeviceCopy;
-using mla::testing::why_no_cuda_device;
 
 namespace {
 
@@ -51,11 +50,7 @@ PaddedCache pad_token_rows(const HostTensor& kv, int64_t pad_bytes, unsigned cha
 }  // namespace
 
 TEST_CASE("cuda kernels read KV caches with padded token rows", "[cuda][kv]") {
-  const std::string reason = why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
   const bool sm90 = mla::testing::hopper_kernel_runs_here();
   for (const char* kernel : {"auto", "portable"}) {
     auto dev = mla::testing::open_cuda_device(kernel);
@@ -89,13 +84,7 @@ TEST_CASE("cuda kernels read KV caches with padded token rows", "[cuda][kv]") {
         gpu.kv_cache = buffers.back()->view;
         gpu.kv_cache.shape[gpu.kv_cache.rank - 1] = padded.row_elements;  // the dense shape over padded rows
         REQUIRE(gpu.kv_cache.strides[1] == padded.padded_elements);  // [blocks, page, h_kv = 1, width]
-        auto schedule = plan->schedule(gpu.cache_seqlens);
-        plan->run(gpu, *schedule);
-        dev->synchronize();
-        dev->copy(in.out.data(), gpu.out.data, in.out.bytes(), CopyKind::device_to_host);
-        dev->copy(in.lse.data(), gpu.lse.data, in.lse.bytes(), CopyKind::device_to_host);
-        const Comparison c =
-            compare_to_reference(in.problem, reference_decode(in.problem, in.args()), in.out.view(), in.lse.view());
+        const Comparison c = mla::testing::run_against_reference(*dev, *plan, gpu, in);
         INFO(c.summary());
         CHECK(c.passed);
       }

@@ -23,14 +23,9 @@
 
 using namespace mla;
 using mla::testing::DeviceCopy;
-using mla::testing::why_no_cuda_device;
 
 TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda][kv]") {
-  const std::string reason = why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
   auto dev = mla::testing::open_cuda_device();
   std::mt19937 rng(Catch::rngSeed() + 17u);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -101,11 +96,7 @@ TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda
 // default (auto) choice must be a Hopper kernel, and the narrow one for fp8_e4m3 / int8 with at
 // most 16 query rows (h_q 8 at s_q 2); cuda.kernel = portable forces the portable kernel.
 TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
-  const std::string reason = why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
   const bool hopper_here = mla::testing::hopper_kernel_runs_here();
   for (const char* kernel : {"auto", "portable"}) {
     auto dev = mla::testing::open_cuda_device(kernel);
@@ -136,13 +127,7 @@ TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
           CHECK((plan->kernel_name().find("narrow") != std::string::npos) == narrow_expected);
           std::vector<std::unique_ptr<DeviceCopy>> buffers;
           RunArgs gpu = mla::testing::upload_run_args(*dev, in.args(), buffers);
-          auto schedule = plan->schedule(gpu.cache_seqlens);
-          plan->run(gpu, *schedule);
-          dev->synchronize();
-          dev->copy(in.out.data(), gpu.out.data, in.out.bytes(), CopyKind::device_to_host);
-          dev->copy(in.lse.data(), gpu.lse.data, in.lse.bytes(), CopyKind::device_to_host);
-          const Comparison c =
-              compare_to_reference(in.problem, reference_decode(in.problem, in.args()), in.out.view(), in.lse.view());
+          const Comparison c = mla::testing::run_against_reference(*dev, *plan, gpu, in);
           INFO("kernel " << plan->kernel_name() << ": " << c.summary());
           CHECK(c.passed);
           if (is_quantized(kv.format)) {
@@ -159,15 +144,8 @@ TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
 // The Hopper kernel plans every KV format (supports() says so without a plan); what it still
 // refuses (a page size other than 64) comes with the reason.
 TEST_CASE("cuda: the Hopper kernel takes every KV format, and says why not for other page sizes", "[cuda][kv]") {
-  const std::string reason = why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
-  if (!mla::testing::hopper_kernel_runs_here()) {
-    WARN("skipped: the Hopper kernel does not run on this GPU (it needs sm_90)");
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
+  MLA_SKIP_WITHOUT_HOPPER();
   auto hopper = mla::testing::open_cuda_device("hopper");
   Problem p;
   p.num_blocks = 4;
@@ -196,15 +174,8 @@ TEST_CASE("cuda: the Hopper kernel takes every KV format, and says why not for o
 // most 16 query rows, and says why it refuses the rest.
 TEST_CASE("cuda: the narrow Hopper kernel takes 8-bit caches with few query rows, and says why not otherwise",
           "[cuda][kv]") {
-  const std::string reason = why_no_cuda_device();
-  if (!reason.empty()) {
-    WARN("skipped: " + reason);
-    return;
-  }
-  if (!mla::testing::hopper_kernel_runs_here()) {
-    WARN("skipped: the Hopper kernels do not run on this GPU (they need sm_90)");
-    return;
-  }
+  MLA_SKIP_WITHOUT_CUDA_DEVICE();
+  MLA_SKIP_WITHOUT_HOPPER();
   auto narrow = mla::testing::open_cuda_device("hopper_narrow");
   Problem p;
   p.num_blocks = 4;

@@ -9,7 +9,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <algorithm>
+#include <vector>
 #include <cmath>
 #include <string>
 
@@ -18,6 +18,7 @@
 #include "hopper_config.cuh"
 #include "hopper_launch.hpp"
 #include "hopper_ptx.cuh"
+#include "kernel_residency.hpp"
 #include "hopper_smem.cuh"
 #include "kv8_producer.cuh"
 #include "query_to_fp16.cuh"
@@ -520,18 +521,10 @@ int max_batch() { return kMaxBatch; }
 size_t smem_bytes() { return kSmemBytes; }
 
 int prepare() {
-  int blocks = 1 << 30;
+  std::vector<const void*> kernels;
   for (portable::Elem elem : {portable::Elem::bf16, portable::Elem::fp16})
-    for (KvRead r : kAllReads) {
-      const void* fn = kernel_for(elem, r);
-      check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes)),
-            "cudaFuncSetAttribute(hopper_decode_kernel shared memory)");
-      int b = 0;
-      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fn, kThreads, kSmemBytes),
-            "cudaOccupancyMaxActiveBlocksPerMultiprocessor(hopper_decode_kernel)");
-      blocks = std::min(blocks, b);
-    }
-  return blocks;
+    for (KvRead r : kAllReads) kernels.push_back(kernel_for(elem, r));
+  return prepare_kernels(kernels, kThreads, kSmemBytes, "hopper_decode_kernel");
 }
 
 void launch_decode(portable::Elem elem, int grid, const DecodeParams& p, int64_t kv_blocks,

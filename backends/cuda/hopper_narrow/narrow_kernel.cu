@@ -5,12 +5,13 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <algorithm>
+#include <vector>
 #include <cmath>
 #include <string>
 
 #include "../cuda_check.hpp"
 #include "../hopper/hopper_ptx.cuh"
+#include "../hopper/kernel_residency.hpp"
 #include "../hopper/wgmma_sm90.cuh"
 #include "../portable/mma_sm80.cuh"
 #include "narrow_config.cuh"
@@ -513,18 +514,10 @@ int threads_per_cta() { return kThreads; }
 size_t smem_bytes() { return kSmemBytes; }
 
 int prepare() {
-  int blocks = 1 << 30;
+  std::vector<const void*> kernels;
   for (portable::Elem elem : {portable::Elem::bf16, portable::Elem::fp16})
-    for (KvRead r : {KvRead::fp8_per_tensor, KvRead::int8_per_channel}) {
-      const void* fn = kernel_for(elem, r);
-      check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes)),
-            "cudaFuncSetAttribute(narrow_decode_kernel shared memory)");
-      int b = 0;
-      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fn, kThreads, kSmemBytes),
-            "cudaOccupancyMaxActiveBlocksPerMultiprocessor(narrow_decode_kernel)");
-      blocks = std::min(blocks, b);
-    }
-  return blocks;
+    for (KvRead r : {KvRead::fp8_per_tensor, KvRead::int8_per_channel}) kernels.push_back(kernel_for(elem, r));
+  return hopper::prepare_kernels(kernels, kThreads, kSmemBytes, "narrow_decode_kernel");
 }
 
 void launch_decode(portable::Elem elem, int grid, const DecodeParams& p, int64_t kv_blocks, const ScheduleLayout& layout,

@@ -2,20 +2,19 @@
 // with at most 16 query rows per sequence (s_q x h_q), keys on the wgmma M dimension so those rows
 // do not pay a 64-row tile's tensor work; the Hopper kernel's contiguous cost-balanced schedule,
 // one CTA per piece, two CTAs per SM.
-#include <algorithm>
+#include <string>
 
 #include "../hopper/hopper_launch.hpp"
 #include "../hopper_narrow/narrow_launch.hpp"
 #include "hopper_family.hpp"
 #include "kernel_variant.hpp"
-#include "mla/error.hpp"
 
 namespace mla::cuda {
 namespace {
 
 namespace pk = portable;
 
-class HopperNarrowVariant final : public KernelVariant {
+class HopperNarrowVariant final : public HopperFamilyVariant {
  public:
   [[nodiscard]] const char* config_name() const override { return "hopper_narrow"; }
   [[nodiscard]] std::string kernel_name(const LaunchChoice& c) const override {
@@ -38,16 +37,8 @@ class HopperNarrowVariant final : public KernelVariant {
 
   LaunchChoice configure(const Problem& p, const DeviceInfo& device, const CudaConfig&, std::ostream& why) const override {
     const int occ = hopper_narrow::prepare();
-    if (occ < 1)
-      fail(ErrorCode::unsupported, "cuda: the narrow Hopper kernel does not fit on " + device.describe() + " (" +
-                                       std::to_string(hopper_narrow::smem_bytes()) + " bytes of shared memory)");
-    LaunchChoice c;
-    c.variant = this;
-    c.elem = p.dtype == DType::bf16 ? pk::Elem::bf16 : pk::Elem::fp16;
-    c.kv_format = p.kv_format;
-    c.stages = 2;
-    c.threads = hopper_narrow::threads_per_cta();
-    c.ctas_per_sm = occ;
+    LaunchChoice c = base_choice(p, device, occ, hopper_narrow::smem_bytes(), hopper_narrow::threads_per_cta(),
+                                 "narrow Hopper kernel");
     c.m_tiles = 1;
     c.units = 1;
     c.pieces = occ * device.prop.multiProcessorCount;
@@ -56,29 +47,21 @@ class HopperNarrowVariant final : public KernelVariant {
     why << "narrow Hopper kernel (sm_90a: keys on the wgmma M dimension, S^T = K Q^T and O^T = V^T P^T with N = 16 "
            "query rows; the "
         << kv_format_name(p.kv_format)
-        << " bytes of each 64-token page loaded by TMA and dequantized to fp16 in registers on their way to the tensor "
-           "cores; one warpgroup per CTA, whose thread 0 also issues the loads, 2-stage ring), persistent grid "
+        << " bytes of each 64-token page brought in by one bulk copy and dequantized to fp16 in registers on their way "
+           "to the tensor cores; one warpgroup per CTA, whose thread 0 also issues the copies, 2-stage ring), "
+           "persistent grid "
         << c.grid << " (" << occ << " CTA/SM x " << device.prop.multiProcessorCount << " SMs)";
     return c;
   }
 
-  void launch_scheduler(const LaunchChoice& c, const ScheduleInputs& in, const pk::ScheduleLayout& layout,
-                        cudaStream_t stream) const override {
-    hopper::launch_scheduler(in.cache_seqlens, in.batch, in.capacity_tokens, c.pieces, layout, stream);
-  }
-
   [[nodiscard]] std::string describe_schedule(const LaunchChoice& c, int32_t) const override {
-    return "device-side contiguous split-KV schedule: the (sequence, 64-key block) list cut into " +
-           std::to_string(c.pieces) + " pieces of equal cost (blocks + 5 per split), one CTA each; at most " +
-           std::to_string(c.max_splits) + " splits";
+    return schedule_text(c, "one CTA each");
   }
 
   void launch_decode(const LaunchChoice& c, const pk::DecodeParams& params, int64_t kv_blocks,
                      const pk::ScheduleLayout& layout, cudaStream_t stream) const override {
     hopper_narrow::launch_decode(c.elem, c.grid, params, kv_blocks, layout, stream);
   }
-
-  [[nodiscard]] bool programmatic_combine() const override { return true; }
 };
 
 }  // namespace

@@ -6,14 +6,13 @@
 #include "../hopper/hopper_launch.hpp"
 #include "hopper_family.hpp"
 #include "kernel_variant.hpp"
-#include "mla/error.hpp"
 
 namespace mla::cuda {
 namespace {
 
 namespace pk = portable;
 
-class HopperVariant final : public KernelVariant {
+class HopperVariant final : public HopperFamilyVariant {
  public:
   [[nodiscard]] const char* config_name() const override { return "hopper"; }
   [[nodiscard]] std::string kernel_name(const LaunchChoice& c) const override {
@@ -29,17 +28,8 @@ class HopperVariant final : public KernelVariant {
 
   LaunchChoice configure(const Problem& p, const DeviceInfo& device, const CudaConfig&, std::ostream& why) const override {
     const int occ = hopper::prepare();
-    if (occ < 1)
-      fail(ErrorCode::unsupported, "cuda: the Hopper kernel does not fit on " + device.describe() + " (" +
-                                       std::to_string(hopper::smem_bytes()) + " bytes of shared memory)");
+    LaunchChoice c = base_choice(p, device, occ, hopper::smem_bytes(), hopper::threads_per_cta(), "Hopper kernel");
     const int64_t rows = p.s_q * p.heads_per_kv();
-    LaunchChoice c;
-    c.variant = this;
-    c.elem = p.dtype == DType::bf16 ? pk::Elem::bf16 : pk::Elem::fp16;
-    c.kv_format = p.kv_format;
-    c.stages = 2;
-    c.threads = hopper::threads_per_cta();
-    c.ctas_per_sm = occ;
     c.m_tiles = static_cast<int>((rows + hopper::rows_per_cta() - 1) / hopper::rows_per_cta());
     c.units = c.m_tiles;
     // The units (row tiles) of one KV piece run side by side, so the KV is read from HBM about
@@ -59,26 +49,14 @@ class HopperVariant final : public KernelVariant {
     return c;
   }
 
-  void launch_scheduler(const LaunchChoice& c, const ScheduleInputs& in, const pk::ScheduleLayout& layout,
-                        cudaStream_t stream) const override {
-    hopper::launch_scheduler(in.cache_seqlens, in.batch, in.capacity_tokens, c.pieces, layout, stream);
-  }
-
   [[nodiscard]] std::string describe_schedule(const LaunchChoice& c, int32_t) const override {
-    return "device-side contiguous split-KV schedule: the (sequence, 64-key block) list cut into " +
-           std::to_string(c.pieces) + " pieces of equal cost (blocks + 5 per split), each run by " +
-           std::to_string(c.units) + " CTA(s), one per 64-row tile; at most " + std::to_string(c.max_splits) +
-           " splits";
+    return schedule_text(c, "each run by " + std::to_string(c.units) + " CTA(s), one per 64-row tile");
   }
 
   void launch_decode(const LaunchChoice& c, const pk::DecodeParams& params, int64_t kv_blocks,
                      const pk::ScheduleLayout& layout, cudaStream_t stream) const override {
     hopper::launch_decode(c.elem, c.grid, params, kv_blocks, layout, stream);
   }
-
-  // Its CTAs' assignment is static (no work counter to reset), and on sm_90 the combine's
-  // launch may overlap the decode kernel's tail.
-  [[nodiscard]] bool programmatic_combine() const override { return true; }
 };
 
 }  // namespace
