@@ -27,6 +27,7 @@
 #include "mla/compare.hpp"
 #include "mla/host_tensor.hpp"
 #include "mla/kv_format.hpp"
+#include "cuda/cuda_test_support.hpp"
 
 #ifdef MLA_TESTS_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -347,12 +348,7 @@ TEST_CASE("cuda c_api: every KV format written by mla_write_kv and run on a stre
       const std::string kernel = mla_plan_kernel_name(plan.get());
       INFO("kernel " << kernel << ": " << mla_plan_explain(plan.get()));
       if (sm90) {
-        // fp8_e4m3 and int8 with at most 16 query rows: the narrow kernel; otherwise the Hopper one.
-        const bool narrow =
-            (format == mla::KvFormat::fp8_e4m3 || format == mla::KvFormat::int8) && shape.s_q * shape.h_q <= 16;
-        const std::string hopper = "cuda_hopper_tma_wgmma_m64";
-        CHECK(kernel == (narrow ? std::string("cuda_hopper_narrow_keys_m64_n16_") + name
-                                : mla::is_quantized(format) ? hopper + "_" + name : hopper));
+        CHECK(kernel == expected_sm90_kernel(format, shape.s_q * shape.h_q));
       } else {
         CHECK(kernel.rfind("cuda_portable", 0) == 0);
       }

@@ -55,7 +55,7 @@ TEST_CASE("cuda kernels read KV caches with padded token rows", "[cuda][kv]") {
   for (const char* kernel : {"auto", "portable"}) {
     auto dev = mla::testing::open_cuda_device(kernel);
     for (KvFormat format : {KvFormat::bf16, KvFormat::fp8_e4m3, KvFormat::int8})
-      for (int64_t h_q : {16, 128}) {
+      for (int64_t h_q : {16, 32, 128}) {
         Problem p;
         p.batch = 3;
         p.h_q = h_q;
@@ -71,10 +71,7 @@ TEST_CASE("cuda kernels read KV caches with padded token rows", "[cuda][kv]") {
         auto plan = dev->plan(in.problem);
         INFO("kernel " << plan->kernel_name());
         if (sm90 && std::string(kernel) == "auto") {
-          const bool narrow = format != KvFormat::bf16 && h_q <= 16;
-          const std::string hopper = "cuda_hopper_tma_wgmma_m64";
-          CHECK(plan->kernel_name() == (narrow ? std::string("cuda_hopper_narrow_keys_m64_n16_") + kv_format_name(format)
-                                        : format == KvFormat::bf16 ? hopper : hopper + "_" + kv_format_name(format)));
+          CHECK(plan->kernel_name() == mla::testing::expected_sm90_kernel(format, h_q));
         } else {
           CHECK(plan->kernel_name().rfind("cuda_portable", 0) == 0);
         }

@@ -94,7 +94,7 @@ TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda
 // calibrated, pages poisoned), copied operand by operand to the GPU, checked against the
 // reference on the dequantized values and against the unquantized bf16 values. On sm_90 the
 // default (auto) choice must be a Hopper kernel, and the narrow one for fp8_e4m3 / int8 with at
-// most 16 query rows (h_q 8 at s_q 2); cuda.kernel = portable forces the portable kernel.
+// most 32 query rows (h_q 8 and 16 at s_q 2); cuda.kernel = portable forces the portable kernel.
 TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
   MLA_SKIP_WITHOUT_CUDA_DEVICE();
   const bool hopper_here = mla::testing::hopper_kernel_runs_here();
@@ -122,9 +122,8 @@ TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
           auto plan = dev->plan(in.problem);
           const bool hopper = plan->kernel_name().find("hopper") != std::string::npos;
           CHECK(hopper == (std::string(kernel) == "auto" && hopper_here));
-          const bool narrow_expected = std::string(kernel) == "auto" && hopper_here && h_q * p.s_q <= 16 &&
-                                       (kv.format == KvFormat::fp8_e4m3 || kv.format == KvFormat::int8);
-          CHECK((plan->kernel_name().find("narrow") != std::string::npos) == narrow_expected);
+          if (std::string(kernel) == "auto" && hopper_here)
+            CHECK(plan->kernel_name() == mla::testing::expected_sm90_kernel(kv.format, h_q * p.s_q));
           std::vector<std::unique_ptr<DeviceCopy>> buffers;
           RunArgs gpu = mla::testing::upload_run_args(*dev, in.args(), buffers);
           const Comparison c = mla::testing::run_against_reference(*dev, *plan, gpu, in);
@@ -171,7 +170,7 @@ TEST_CASE("cuda: the Hopper kernel takes every KV format, and says why not for o
 }
 
 // The narrow Hopper kernel (keys on the wgmma M dimension) takes fp8_e4m3 and int8 caches with at
-// most 16 query rows, and says why it refuses the rest.
+// most 32 query rows (wgmma N = 16 up to 16, else 32), and says why it refuses the rest.
 TEST_CASE("cuda: the narrow Hopper kernel takes 8-bit caches with few query rows, and says why not otherwise",
           "[cuda][kv]") {
   MLA_SKIP_WITHOUT_CUDA_DEVICE();
@@ -180,22 +179,24 @@ TEST_CASE("cuda: the narrow Hopper kernel takes 8-bit caches with few query rows
   Problem p;
   p.num_blocks = 4;
   p.max_blocks_per_seq = 4;
-  p.h_q = 16;
-  for (KvFormat f : {KvFormat::fp8_e4m3, KvFormat::int8}) {
-    p.kv_format = f;
-    const Support s = narrow->supports(p);
-    INFO(kv_format_name(f) << ": " << s.reason);
-    CHECK(s.supported);
-    CHECK(narrow->plan(p)->kernel_name() == std::string("cuda_hopper_narrow_keys_m64_n16_") + kv_format_name(f));
-  }
+  for (int64_t h_q : {16, 24, 32})
+    for (KvFormat f : {KvFormat::fp8_e4m3, KvFormat::int8}) {
+      p.h_q = h_q;
+      p.kv_format = f;
+      const Support s = narrow->supports(p);
+      INFO(kv_format_name(f) << " h_q " << h_q << ": " << s.reason);
+      CHECK(s.supported);
+      CHECK(narrow->plan(p)->kernel_name() == std::string("cuda_hopper_narrow_keys_m64_n") + (h_q <= 16 ? "16_" : "32_") +
+                                                  kv_format_name(f));
+    }
   p.kv_format = KvFormat::fp8_ds_mla;
   Support refused = narrow->supports(p);
   CHECK_FALSE(refused.supported);
   CHECK(refused.reason.find("the cache is fp8_ds_mla") != std::string::npos);
   p.kv_format = KvFormat::int8;
-  p.h_q = 32;
+  p.h_q = 64;
   refused = narrow->supports(p);
   CHECK_FALSE(refused.supported);
-  CHECK(refused.reason.find("s_q x h_q = 32 query rows") != std::string::npos);
+  CHECK(refused.reason.find("s_q x h_q = 64 query rows") != std::string::npos);
   CHECK_THROWS_AS(narrow->plan(p), Error);
 }

@@ -117,6 +117,29 @@ __device__ __forceinline__ void wgmma_m64n16k16_rs(float (&d)[8], const uint32_t
 #undef MLA_WGMMA_BODY
 }
 
+// D[64x32] (+)= A[64x16] B[16x32], as wgmma_m64n16k16_rs: the narrow kernel's two-warpgroup
+// shape (32 query rows per CTA).
+template <typename T>
+__device__ __forceinline__ void wgmma_m64n32k16_rs(float (&d)[16], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
+#define MLA_WGMMA_BODY(TY)                                                                                          \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"                                                       \
+               "wgmma.mma_async.sync.aligned.m64n32k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),       \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])  \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
+  if constexpr (std::is_same_v<T, __half>) MLA_WGMMA_BODY("f16");
+  else MLA_WGMMA_BODY("bf16");
+#undef MLA_WGMMA_BODY
+}
+
+// The m64nNk16 register-A product for N = 16 or 32.
+template <typename T, int N>
+__device__ __forceinline__ void wgmma_m64nk16_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
+  static_assert(N == 16 || N == 32, "the narrow kernel's N is 16 or 32");
+  if constexpr (N == 16) wgmma_m64n16k16_rs<T>(d, a, desc_b, scale_d);
+  else wgmma_m64n32k16_rs<T>(d, a, desc_b, scale_d);
+}
+
 #undef MLA_WGMMA_D32
 #undef MLA_WGMMA_D128
 #undef MLA_WGMMA_R32

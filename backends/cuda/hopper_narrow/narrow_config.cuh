@@ -1,29 +1,38 @@
-// The narrow Hopper kernel (sm_90a) for 8-bit KV caches (fp8_e4m3, int8) and at most 16 query
-// rows per sequence (s_q x h_q <= 16: decode with h_q 16, or h_q 8 with s_q 2).
+// The narrow Hopper kernel (sm_90a) for 8-bit KV caches (fp8_e4m3, int8) and at most 32 query
+// rows per sequence (s_q x h_q <= 32: decode with h_q 16 or 32, or s_q 2 with h_q 16).
 //
 // Why a second kernel: the main Hopper kernel puts query rows on the wgmma M dimension, which is
 // at least 64, so h_q 16 pays h_q 64's tensor work (docs/perf/h200.md, v8.5 probes). Here the
-// keys are on M and the query rows on N = 16:
-//   S^T [64 keys x 16 rows] = K [64 x 576] Q^T,   O^T [512 x 16] += V^T [512 x 64] P^T,
-// a quarter of the tensor work. Both products take A from registers: each thread reads its
+// keys are on M and the query rows on N = 16 or 32:
+//   S^T [64 keys x N rows] = K [64 x 576] Q^T,   O^T [512 x N] += V^T [512 x 64] P^T,
+// a quarter (half at N = 32) of the tensor work. Both products take A from registers: each thread reads its
 // fragments' 8-bit bytes from the page (brought in by one bulk copy, as it lies in memory) and
 // dequantizes them to fp16 on the way to the tensor cores, so nothing is written back to shared
 // memory and a page's 36 KiB (not 72) is all a stage holds.
 //
-// Roles: one warpgroup per CTA walks the CTA's splits block by block with an online softmax over
-// the keys (column-wise in S^T: a max across the warpgroup per block); its thread 0 also issues
-// the page copies into a 2-stage ring, a page ahead. Two CTAs per SM (about 96 KiB of shared
-// memory each). No producer warp: a 5-warp CTA is allocated registers as 6 warps, so two of
-// them at the ~200 registers the math needs did not fit, and one CTA per SM ran the math of a
-// single warpgroup (measured: 252 us at b 128, h_q 16, 8k, where the math alone took 244).
+// Two shapes (NarrowShape<W, N>, W warpgroups per CTA; a third, (2, 16), for A/B runs):
+// - W = 1, N = 16 (s_q x h_q <= 16): one warpgroup per CTA walks the CTA's splits page by page
+//   with an online softmax over the keys (column-wise in S^T: a max across the warpgroup per
+//   page); its thread 0 also issues the page copies into a 2-stage ring, a page ahead. Two CTAs
+//   per SM (about 96 KiB of shared memory each).
+// - W = 2, N = 32 (s_q x h_q <= 32): two warpgroups walk the pages two at a time. Warpgroup h
+//   computes S^T of page 2 i + h (N = 32 needs 16 accumulator registers); the column maxima are
+//   exchanged across both, each writes its page's half of P^T, and each then takes O^T for half
+//   the value dims (256, four m-tiles: 64 accumulator registers at N = 32, as W = 1 holds at
+//   N = 16) over both pages. Every byte of a page is dequantized once per CTA, as at W = 1, for
+//   twice the query rows. A 4-stage ring (two pages ahead), one CTA per SM (about 194 KiB).
+// No producer warp: a 5-warp CTA is allocated registers as 6 warps, so two of them at the ~200
+// registers the math needs did not fit, and one CTA per SM ran the math of a single warpgroup
+// (measured: 252 us at b 128, h_q 16, 8k, where the math alone took 244).
 //
-// Orders chosen so every fragment is a whole 16-byte load and S^T's loads are free of bank
-// conflicts (narrow_fragments.cuh; V's have 2-way conflicts):
-// - S^T: thread (warp w, g = lane / 4, c = lane % 4) holds keys 16 w + g and that + 8, and reads
-//   chunks c and c + 4 of each 128-dim group of the key's row; k-step kk of group G takes bytes
-//   2 kk, 2 kk + 1 of those chunks, so Q^T's K order is permuted to match (build_qt).
-// - O^T: the thread's 16 output dims are 128 w + 16 g + [0, 16) (one chunk of box w); m-tile t,
-//   row g holds dim 128 w + 16 g + 4 (t / 2) + 2 (t % 2), row g + 8 the next one.
+// Orders chosen so every fragment is a whole 8- or 16-byte load and S^T's loads are free of bank
+// conflicts (narrow_fragments.cuh; V's have 2-way conflicts at W = 1):
+// - S^T: thread (warp w of its warpgroup, g = lane / 4, c = lane % 4) holds keys 16 w + g and
+//   that + 8, and reads chunks c and c + 4 of each 128-dim group of the key's row; k-step kk of
+//   group G takes bytes 2 kk, 2 kk + 1 of those chunks, so Q^T's K order is permuted to match
+//   (build_qt).
+// - O^T: the thread's 16 / W output dims are d0 = 512 h / W + 128 w / W + 16 g / W + [0, 16 / W);
+//   m-tile t, row g holds dim d0 + 4 (t / 2) + 2 (t % 2), row g + 8 the next one.
 #pragma once
 
 #include "../portable/portable_launch.hpp"
@@ -33,31 +42,41 @@ namespace mla::cuda::hopper_narrow {
 using portable::kDqk;
 using portable::kDv;
 
-inline constexpr int kCols = 16;                           // query rows per CTA = wgmma N
-inline constexpr int kBlockN = 64;                         // keys per KV block (page) = wgmma M of S^T
+inline constexpr int kBlockN = 64;                         // keys per KV page = wgmma M of S^T
 inline constexpr int kInBoxCols = 128;                     // dims per "box": the 128-dim groups S^T walks
 inline constexpr int kInBoxes = 5;                         // 4 latent boxes + the rope box (dims 512..639;
                                                            // past 575 zeros, never read)
 inline constexpr int kStageBytes = kBlockN * kDqk;         // 36 KiB: one page of 576-byte tokens
-inline constexpr int kStages = 2;
 inline constexpr int kKStepsPerBox = kInBoxCols / 16;      // 8 k-steps of S^T per box
 inline constexpr int kQBoxes = kInBoxes * 2;               // Q^T: 10 boxes of 64 fp16 (4 k-steps) per row
-inline constexpr int kQBoxBytes = kCols * 128;             // 2 KiB
-inline constexpr int kQBytes = kQBoxes * kQBoxBytes;       // 20 KiB
-inline constexpr int kPBytes = kCols * 128;                // P^T: 16 rows x 64 keys, fp16
-inline constexpr int kMTiles = kDv / 64;                   // 8 m-tiles of O^T
-inline constexpr int kMathThreads = 128;
-inline constexpr int kThreads = kMathThreads;              // thread 0 also issues the page copies
-inline constexpr int kCtasPerSm = 2;
 inline constexpr int kSmemAlign = 1024;                    // 128B-swizzle atoms
-// Floats exchanged in the warpgroup: each warp's column maxima of a block, then its column sums;
-// the columns' softmax scales (log2 domain, the query row's power of two undone).
-inline constexpr int kXchFloats = 4 * kCols + kCols;
-inline constexpr size_t kSmemBytes =
-    size_t(kStages) * kStageBytes + kQBytes + kPBytes + kXchFloats * 4 + 4 * 8 /* mbarriers */ + kSmemAlign;
-static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 233472, "two CTAs per SM must fit the 228 KiB of shared memory");
 
-inline constexpr int kBarMath = 1;  // the math warpgroup's named barrier
+// W warpgroups per CTA, N query rows per CTA (= wgmma N). (W, N) = (1, 32) would need 128
+// accumulator registers for O^T per thread.
+template <int W, int N>
+struct NarrowShape {
+  static_assert((W == 1 && N == 16) || (W == 2 && (N == 16 || N == 32)), "shapes: (1, 16), (2, 16), (2, 32)");
+  static constexpr int kWarpgroups = W;
+  static constexpr int kCols = N;
+  static constexpr int kThreads = 128 * W;                  // thread 0 also issues the page copies
+  static constexpr int kWarps = kThreads / 32;
+  static constexpr int kStages = 2 * W;                     // pages in the ring
+  static constexpr int kCtasPerSm = W == 1 ? 2 : 1;
+  static constexpr int kMTiles = kDv / 64 / W;              // m-tiles of O^T per warpgroup
+  static constexpr int kDimsPerThread = 16 / W;             // O^T dims per thread (bytes per key)
+  static constexpr int kQBoxBytes = kCols * 128;
+  static constexpr int kQBytes = kQBoxes * kQBoxBytes;      // 20 or 40 KiB
+  static constexpr int kPBoxBytes = kCols * 128;            // P^T of one page: N rows x 64 keys, fp16
+  static constexpr int kPBytes = W * kPBoxBytes;
+  // Floats exchanged in the CTA: each warp's column maxima of a page pair, then its column sums;
+  // the columns' softmax scales (log2 domain, the query row's power of two undone).
+  static constexpr int kXchFloats = kWarps * kCols + kCols;
+  static constexpr size_t kSmemBytes = size_t(kStages) * kStageBytes + kQBytes + kPBytes + kXchFloats * 4 +
+                                       2 * kStages * 8 /* mbarriers */ + kSmemAlign;
+  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 233472, "the CTAs per SM must fit the 228 KiB of shared memory");
+};
+
+inline constexpr int kBarMath = 1;  // the CTA's named barrier (every thread takes part)
 
 // A/B switches (compile-time, scripts/gpu_variants.sh), defaults the measured choice.
 #ifndef MLA_NARROW_PROBE
@@ -66,5 +85,15 @@ inline constexpr int kBarMath = 1;  // the math warpgroup's named barrier
 // Timing probe (wrong results): 1 = the math warpgroup only waits for each page and frees it;
 // 2 = no bytes are loaded (thread 0 completes each stage's barrier itself).
 inline constexpr int kProbe = MLA_NARROW_PROBE;
+// Warpgroups per CTA for at most 16 query rows (32 rows always take 2).
+#ifndef MLA_NARROW_H16_WARPGROUPS
+#define MLA_NARROW_H16_WARPGROUPS 1
+#endif
+inline constexpr int kH16Warpgroups = MLA_NARROW_H16_WARPGROUPS;
+// S^T k-steps per wgmma group at N = 32 (2 or 4).
+#ifndef MLA_NARROW_N32_ST_GROUP
+#define MLA_NARROW_N32_ST_GROUP 2
+#endif
+inline constexpr int kN32StGroup = MLA_NARROW_N32_ST_GROUP;
 
 }  // namespace mla::cuda::hopper_narrow

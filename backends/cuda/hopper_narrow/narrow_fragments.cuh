@@ -53,12 +53,13 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
 // Q^T's position of dim d (0..639) in row n: S^T's k-step kk of box G takes, in its slots
 // 2 c + e and 8 + 2 c + e, the bytes 2 kk + e of chunks c and c + 4 of the key's box row, i.e.
 // dims 128 G + 16 c + 2 kk + e and 128 G + 64 + 16 c + 2 kk + e. Returns the byte offset in Q^T
-// (10 boxes of 16 rows x 64 fp16, 128B-swizzled); d even (pairs stay together).
-__device__ __forceinline__ uint32_t qt_offset(int n, int d) {
+// (10 boxes of N rows x 64 fp16, 128B-swizzled, `box_bytes` = N x 128 apart); d even (pairs stay
+// together).
+__device__ __forceinline__ uint32_t qt_offset(int n, int d, int box_bytes) {
   const int G = d / 128, r = d % 128, hi = r / 64, c = (r % 64) / 16, t = r % 16, kk = t / 2, e = t % 2;
   const int slot = 8 * hi + 2 * c + e;
   const int col = (kk % 4) * 16 + slot;  // element within the Q^T box row
-  return (2 * G + kk / 4) * kQBoxBytes + swz(n, col / 8) + (col % 8) * 2;
+  return (2 * G + kk / 4) * box_bytes + swz(n, col / 8) + (col % 8) * 2;
 }
 
 }  // namespace mla::cuda::hopper_narrow

@@ -1,6 +1,7 @@
 // The narrow Hopper decode kernel: keys on the wgmma M dimension, 8-bit KV dequantized in
-// registers (roles, tile sizes and orders: narrow_config.cuh). Persistent: CTA k walks the splits
-// [cta_first[k], cta_first[k + 1]) of the Hopper kernel's device-side schedule (one CTA per piece).
+// registers (shapes, roles, tile sizes and orders: narrow_config.cuh). Persistent: CTA k walks the
+// splits [cta_first[k], cta_first[k + 1]) of the Hopper kernel's device-side schedule (one CTA per
+// piece).
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -40,25 +41,27 @@ using portable::SplitEntry;
 // Set to true only after scripts/gpu_check.sh passed with this kernel selected.
 constexpr bool kVerified = true;
 
+template <class S>
 struct NarrowSmem {
-  uint32_t stages, qt, pt, bars;
+  uint32_t stages, qt, pt, bars, col_max_addr;
   unsigned char* qt_ptr;
   unsigned char* pt_ptr;
-  float* col_max;    // [4 warps][kCols]; reused for the column sums at the end
+  float* col_max;    // [kCols][kWarps]: each warp's column maxima; reused for the column sums at the end
   float* col_scale;  // [kCols]
   __device__ uint32_t stage(int s) const { return stages + s * kStageBytes; }
   __device__ uint32_t full(int s) const { return bars + 8u * s; }
-  __device__ uint32_t empty(int s) const { return bars + 8u * (kStages + s); }
+  __device__ uint32_t empty(int s) const { return bars + 8u * (S::kStages + s); }
   __device__ static NarrowSmem carve(unsigned char* smem) {
     NarrowSmem sm;
     sm.stages = smem_u32(smem);
-    sm.qt_ptr = smem + kStages * kStageBytes;
-    sm.qt = sm.stages + kStages * kStageBytes;
-    sm.pt_ptr = sm.qt_ptr + kQBytes;
-    sm.pt = sm.qt + kQBytes;
-    sm.col_max = reinterpret_cast<float*>(sm.pt_ptr + kPBytes);
-    sm.col_scale = sm.col_max + 4 * kCols;
-    sm.bars = smem_u32(sm.col_max + kXchFloats);
+    sm.qt_ptr = smem + S::kStages * kStageBytes;
+    sm.qt = sm.stages + S::kStages * kStageBytes;
+    sm.pt_ptr = sm.qt_ptr + S::kQBytes;
+    sm.pt = sm.qt + S::kQBytes;
+    sm.col_max = reinterpret_cast<float*>(sm.pt_ptr + S::kPBytes);
+    sm.col_max_addr = smem_u32(sm.col_max);
+    sm.col_scale = sm.col_max + S::kWarps * S::kCols;
+    sm.bars = smem_u32(sm.col_max + S::kXchFloats);
     return sm;
   }
 };
@@ -74,18 +77,56 @@ __device__ __forceinline__ uint4 lds128(uint32_t addr) {
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
   return v;
 }
+// K consecutive 32-bit words of shared memory (K = 4 or 2: one 16- or 8-byte load).
+template <int K>
+struct Words {
+  uint32_t w[K];
+};
+template <int K>
+__device__ __forceinline__ Words<K> load_words(uint32_t addr) {
+  Words<K> v;
+  if constexpr (K == 4) {
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.w[0]), "=r"(v.w[1]), "=r"(v.w[2]), "=r"(v.w[3]) : "r"(addr));
+  } else {
+    static_assert(K == 2, "8- or 16-byte chunks");
+    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.w[0]), "=r"(v.w[1]) : "r"(addr));
+  }
+  return v;
+}
+
+// The warps' values of column lane % kCols (col_max[n][w]) reduced by `op` (one or two 16-byte
+// loads); a thread then takes its columns from those lanes by shuffles. At N = 32: 2 loads, 7
+// FMNMX and 8 shuffles per thread and step instead of 64 loads and 56 FMNMX (the same time;
+// docs/perf/h200.md, v10.2).
+template <class S, class Op>
+__device__ __forceinline__ float reduce_column_of_lane(const NarrowSmem<S>& sm, int lane, Op op) {
+  const uint32_t addr = sm.col_max_addr + (lane % S::kCols) * S::kWarps * 4;
+  const uint4 a = lds128(addr);
+  float r = op(op(__uint_as_float(a.x), __uint_as_float(a.y)), op(__uint_as_float(a.z), __uint_as_float(a.w)));
+  if constexpr (S::kWarps == 8) {
+    const uint4 b = lds128(addr + 16);
+    r = op(r, op(op(__uint_as_float(b.x), __uint_as_float(b.y)), op(__uint_as_float(b.z), __uint_as_float(b.w))));
+  }
+  return r;
+}
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct SumOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
 
 // Q^T of the item's sequence in fp16, in S^T's K order (qt_offset), each row times 2^(14 - e_n)
 // so its largest magnitude (times int8's per-channel scales) sits in [2^14, 2^15): no overflow,
 // fp16's 11 bits for every value above 2^-28 of the row's largest. col_scale[n] gets the softmax
-// scale (log2 domain) times 2^(e_n - 14). Warp w builds rows w, w + 4, ...; rows past the
-// sequence's query rows and dims 576..639 are zeros.
-template <typename T, KvRead R>
-__device__ void build_qt(const NarrowSmem& sm, const DecodeParams& p, const SplitEntry& e, float scale_log2, int warp,
+// scale (log2 domain) times 2^(e_n - 14). Warp w of the CTA builds rows w, w + kWarps, ...; rows
+// past the sequence's query rows and dims 576..639 are zeros.
+template <class S, typename T, KvRead R>
+__device__ void build_qt(const NarrowSmem<S>& sm, const DecodeParams& p, const SplitEntry& e, float scale_log2, int warp,
                          int lane) {
   constexpr int kPairs = kInBoxes * kInBoxCols / 2;  // 320 (288 real)
   constexpr int kPerLane = kPairs / 32;              // 10
-  for (int n = warp; n < kCols; n += 4) {
+  for (int n = warp; n < S::kCols; n += S::kWarps) {
     const bool real = n < p.rows_per_group;
     const int t = real ? n / p.heads_per_kv : 0, head = real ? n % p.heads_per_kv : 0;
     const T* q = static_cast<const T*>(p.q) + e.seq * p.q_stride_b + t * p.q_stride_t + head * p.q_stride_h;
@@ -115,21 +156,24 @@ __device__ void build_qt(const NarrowSmem& sm, const DecodeParams& p, const Spli
     for (int i = 0; i < kPerLane; ++i) {
       const int d = 2 * (lane + 32 * i);
       const __half2 h = __floats2half2_rn(v[i][0] * f, v[i][1] * f);
-      *reinterpret_cast<__half2*>(sm.qt_ptr + qt_offset(n, d)) = h;
+      *reinterpret_cast<__half2*>(sm.qt_ptr + qt_offset(n, d, S::kQBoxBytes)) = h;
     }
     if (lane == 0) sm.col_scale[n] = scale_log2 * __uint_as_float(static_cast<uint32_t>(127 - 14 + ex) << 23);
   }
 }
 
-// S^T = K Q^T of the page in `stage` (64 keys x 16 rows, fp32), A fragments dequantized from the
+// S^T = K Q^T of the page in `stage` (64 keys x N rows, fp32), A fragments dequantized from the
 // page box by box. Keys at or past `valid` (the sequence's end) read as 0: their bytes may be
 // anything, NaN included.
-template <KvRead R>
-__device__ __forceinline__ void compute_st(float (&st)[8], uint32_t stage, uint64_t qt_desc, int ka, int kb, int c,
-                                           int valid) {
+template <class S, KvRead R>
+__device__ __forceinline__ void compute_st(float (&st)[S::kCols / 2], uint32_t stage, uint64_t qt_desc, int ka, int kb,
+                                           int c, int valid) {
   // Half a box (4 k-steps, 16 registers) per wgmma group, two groups in flight.
-  constexpr int kHalf = kKStepsPerBox / 2;
-  uint32_t frag[2][kHalf][4];
+  // kGroup k-steps (4 x kGroup registers) per wgmma group, two groups in flight: half a box at
+  // N = 16, a quarter at N = 32 (whose larger accumulators leave fewer registers).
+  constexpr int kGroup = S::kCols == 16 ? 4 : kN32StGroup;
+  constexpr int kGroups = kKStepsPerBox / kGroup;
+  uint32_t frag[2][kGroup][4];
 #pragma unroll
   for (int G = 0; G < kInBoxes; ++G) {
     // Box G's chunks 4-7 are dims 576-639 for the rope box: zeros, not read.
@@ -146,16 +190,16 @@ __device__ __forceinline__ void compute_st(float (&st)[8], uint32_t stage, uint6
       if (kb >= valid) rb = rb4 = make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      uint32_t(&a)[kHalf][4] = frag[h];
-      if (G > 0) {
+    for (int h = 0; h < kGroups; ++h) {
+      uint32_t(&a)[kGroup][4] = frag[h % 2];
+      if (G * kGroups + h >= 2) {
         hopper::wgmma_wait<1>();  // the group that read these registers is done
 #pragma unroll
-        for (int k = 0; k < kHalf; ++k) fence_regs(a[k]);
+        for (int k = 0; k < kGroup; ++k) fence_regs(a[k]);
       }
 #pragma unroll
-      for (int k = 0; k < kHalf; ++k) {
-        const int kk = h * kHalf + k;
+      for (int k = 0; k < kGroup; ++k) {
+        const int kk = h * kGroup + k;
         a[k][0] = pair_to_f16x2<R>(word_of(ra, kk / 2), kk & 1);
         a[k][1] = pair_to_f16x2<R>(word_of(rb, kk / 2), kk & 1);
         a[k][2] = pair_to_f16x2<R>(word_of(ra4, kk / 2), kk & 1);
@@ -163,9 +207,10 @@ __device__ __forceinline__ void compute_st(float (&st)[8], uint32_t stage, uint6
       }
       hopper::wgmma_fence();
 #pragma unroll
-      for (int k = 0; k < kHalf; ++k) {
-        hopper::wgmma_m64n16k16_rs<__half>(st, a[k], desc_plus(qt_desc, (2 * G + h) * kQBoxBytes + k * 32),
-                                           (G | h | k) != 0);
+      for (int k = 0; k < kGroup; ++k) {
+        const int kk = h * kGroup + k;
+        hopper::wgmma_m64nk16_rs<__half, S::kCols>(
+            st, a[k], desc_plus(qt_desc, (2 * G + kk / 4) * S::kQBoxBytes + (kk % 4) * 32), (G | kk) != 0);
       }
       hopper::wgmma_commit();
     }
@@ -175,45 +220,50 @@ __device__ __forceinline__ void compute_st(float (&st)[8], uint32_t stage, uint6
 #pragma unroll
   for (int b = 0; b < 2; ++b)
 #pragma unroll
-    for (int k = 0; k < kHalf; ++k) fence_regs(frag[b][k]);
+    for (int k = 0; k < kGroup; ++k) fence_regs(frag[b][k]);
 }
 
-// O^T += V^T P^T of the page in `stage`: k-step kk covers keys 16 kk + [0, 16); the thread's
-// fragments are keys 16 kk + 2 c, + 1, + 8, + 9 of its 16 dims (one 16-byte chunk per key),
-// paired key by key (byte_perm) and dequantized. Returns once the page's bytes are all read
-// (the wgmma may still run).
-template <KvRead R>
-__device__ __forceinline__ void issue_pv(float (&o)[kMTiles][8], uint32_t stage, uint64_t pt_desc, int warp, int g, int c,
-                                         int valid, uint32_t (&frag)[2][kMTiles / 2][4]) {
+// O^T += V^T P^T of the page in `stage` (P^T's box of that page at `pt_desc`): k-step kk covers
+// keys 16 kk + [0, 16); the thread's fragments are keys 16 kk + 2 c, + 1, + 8, + 9 of its
+// kDimsPerThread dims at byte `dim0` of a token row (one 16- or 8-byte chunk per key), paired key
+// by key (byte_perm) and dequantized. `first`: no product of this page pair was issued yet (the
+// fragments' previous readers are done). Returns once the page's bytes are all read (the wgmma
+// may still run).
+template <class S, KvRead R>
+__device__ __forceinline__ void issue_pv(float (&o)[S::kMTiles][S::kCols / 2], uint32_t stage, uint64_t pt_desc, int dim0,
+                                         int c, int valid, bool first, uint32_t (&frag)[2][S::kMTiles / 2][4]) {
+  constexpr int kWords = S::kDimsPerThread / 4;  // one per pair of m-tiles
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk) {
     // K-index j of the k-step holds key 16 kk + pv_key(j): keys 2c, 2c + 1, 2c + 8, 2c + 9 of the
     // k-step, the pair swapped for odd c (bank groups, narrow_fragments.cuh).
     const int k0 = 16 * kk + pv_key(2 * c), k1 = 16 * kk + pv_key(2 * c + 1);
-    uint4 x0 = lds128(stage + page_chunk(k0, warp, g)), x1 = lds128(stage + page_chunk(k1, warp, g));
-    uint4 x2 = lds128(stage + page_chunk(k0 + 8, warp, g)), x3 = lds128(stage + page_chunk(k1 + 8, warp, g));
+    Words<kWords> x0 = load_words<kWords>(stage + k0 * kDqk + dim0), x1 = load_words<kWords>(stage + k1 * kDqk + dim0);
+    Words<kWords> x2 = load_words<kWords>(stage + (k0 + 8) * kDqk + dim0);
+    Words<kWords> x3 = load_words<kWords>(stage + (k1 + 8) * kDqk + dim0);
     if (valid < kBlockN) {
-      if (k0 >= valid) x0 = make_uint4(0, 0, 0, 0);
-      if (k1 >= valid) x1 = make_uint4(0, 0, 0, 0);
-      if (k0 + 8 >= valid) x2 = make_uint4(0, 0, 0, 0);
-      if (k1 + 8 >= valid) x3 = make_uint4(0, 0, 0, 0);
+      if (k0 >= valid) x0 = Words<kWords>{};
+      if (k1 >= valid) x1 = Words<kWords>{};
+      if (k0 + 8 >= valid) x2 = Words<kWords>{};
+      if (k1 + 8 >= valid) x3 = Words<kWords>{};
     }
-    // Half the m-tiles (words 2 h, 2 h + 1 of each key's chunk; 16 registers) per wgmma group.
+    // Half the m-tiles per wgmma group: group h takes words h kWords / 2 .. (h + 1) kWords / 2 - 1
+    // of each key's chunk.
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      uint32_t(&a)[kMTiles / 2][4] = frag[h];
-      if (kk > 0) {
+      uint32_t(&a)[S::kMTiles / 2][4] = frag[h];
+      if (kk > 0 || !first) {
         hopper::wgmma_wait<1>();
 #pragma unroll
-        for (int t = 0; t < kMTiles / 2; ++t) fence_regs(a[t]);
+        for (int t = 0; t < S::kMTiles / 2; ++t) fence_regs(a[t]);
       }
 #pragma unroll
-      for (int w2 = 0; w2 < 2; ++w2) {
-        const int i = 2 * h + w2;
-        const uint32_t lo01 = __byte_perm(word_of(x0, i), word_of(x1, i), 0x5140);
-        const uint32_t hi01 = __byte_perm(word_of(x0, i), word_of(x1, i), 0x7362);
-        const uint32_t lo23 = __byte_perm(word_of(x2, i), word_of(x3, i), 0x5140);
-        const uint32_t hi23 = __byte_perm(word_of(x2, i), word_of(x3, i), 0x7362);
+      for (int w2 = 0; w2 < kWords / 2; ++w2) {
+        const int i = h * (kWords / 2) + w2;
+        const uint32_t lo01 = __byte_perm(x0.w[i], x1.w[i], 0x5140);
+        const uint32_t hi01 = __byte_perm(x0.w[i], x1.w[i], 0x7362);
+        const uint32_t lo23 = __byte_perm(x2.w[i], x3.w[i], 0x5140);
+        const uint32_t hi23 = __byte_perm(x2.w[i], x3.w[i], 0x7362);
         a[2 * w2][0] = pair_to_f16x2<R>(lo01, 0);
         a[2 * w2][1] = pair_to_f16x2<R>(lo01, 1);
         a[2 * w2][2] = pair_to_f16x2<R>(lo23, 0);
@@ -225,8 +275,8 @@ __device__ __forceinline__ void issue_pv(float (&o)[kMTiles][8], uint32_t stage,
       }
       hopper::wgmma_fence();
 #pragma unroll
-      for (int t = 0; t < kMTiles / 2; ++t)
-        hopper::wgmma_m64n16k16_rs<__half>(o[4 * h + t], a[t], desc_plus(pt_desc, kk * 32), 1);
+      for (int t = 0; t < S::kMTiles / 2; ++t)
+        hopper::wgmma_m64nk16_rs<__half, S::kCols>(o[(S::kMTiles / 2) * h + t], a[t], desc_plus(pt_desc, kk * 32), 1);
       hopper::wgmma_commit();
     }
   }
@@ -279,8 +329,9 @@ struct PageLoader {
     policy = hopper::evict_first_policy();  // each page is read by this CTA alone, once
     load.start(p, layout, item_begin, end);
   }
-  template <int kProbeMode>
-  __device__ void issue(const NarrowSmem& sm, int s, const DecodeParams& p, const ScheduleLayout& layout) {
+  int issued = 0;  // pages issued so far (page v goes to stage v % kStages)
+  template <int kProbeMode, class S>
+  __device__ void issue(const NarrowSmem<S>& sm, int s, const DecodeParams& p, const ScheduleLayout& layout) {
     if constexpr (kProbeMode == 2) {
       mbar_arrive(sm.full(s));
     } else {
@@ -295,34 +346,48 @@ struct PageLoader {
     }
     load.advance(p, layout);
   }
+  // Issues pages until `target` pages are out (or none is left), each once the stage's previous
+  // occupant (page v - kStages) is released by every thread.
+  template <int kProbeMode, class S>
+  __device__ void issue_until(const NarrowSmem<S>& sm, int target, const DecodeParams& p, const ScheduleLayout& layout) {
+    for (; issued < target && more(); ++issued) {
+      const int s = issued % S::kStages;
+      if (issued >= S::kStages) mbar_wait(sm.empty(s), ((issued - S::kStages) / S::kStages) & 1);
+      issue<kProbeMode>(sm, s, p, layout);
+    }
+  }
 };
 
 // After a wgmma wait: ties O^T and the P V fragments to this point (kept alive and unmoved
 // while the asynchronous products may still read or write them).
-__device__ __forceinline__ void fence_pv(float (&o)[kMTiles][8], uint32_t (&frag)[2][kMTiles / 2][4]) {
+template <class S>
+__device__ __forceinline__ void fence_pv(float (&o)[S::kMTiles][S::kCols / 2], uint32_t (&frag)[2][S::kMTiles / 2][4]) {
 #pragma unroll
-  for (int t = 0; t < kMTiles; ++t) fence_regs(o[t]);
+  for (int t = 0; t < S::kMTiles; ++t) fence_regs(o[t]);
 #pragma unroll
   for (int b = 0; b < 2; ++b)
 #pragma unroll
-    for (int t = 0; t < kMTiles / 2; ++t) fence_regs(frag[b][t]);
+    for (int t = 0; t < S::kMTiles / 2; ++t) fence_regs(frag[b][t]);
 }
 
-template <typename T, KvRead R>
-__global__ void __launch_bounds__(kThreads, kCtasPerSm)
+template <class S, typename T, KvRead R>
+__global__ void __launch_bounds__(S::kThreads, S::kCtasPerSm)
     narrow_decode_kernel(const DecodeParams p, const ScheduleLayout layout) {
+  constexpr int W = S::kWarpgroups, kCols = S::kCols;
+  constexpr int kColsPerThread = kCols / 4;  // i -> column n = 8 (i / 2) + 2 c + (i % 2)
   // The combine kernel (a programmatic dependent) reads only the scheduler's split counts
   // before it waits for this grid.
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   extern __shared__ unsigned char smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
   unsigned char* smem = smem_raw + (((raw + kSmemAlign - 1) & ~uint32_t(kSmemAlign - 1)) - raw);
-  const NarrowSmem sm = NarrowSmem::carve(smem);
+  const NarrowSmem<S> sm = NarrowSmem<S>::carve(smem);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wg = W == 1 ? 0 : tid / 128, wwarp = warp % 4;  // this thread's warpgroup, its warp in it
   if (tid == 0) {
-    for (int s = 0; s < kStages; ++s) {
+    for (int s = 0; s < S::kStages; ++s) {
       mbar_init(sm.full(s), 1);
-      mbar_init(sm.empty(s), kMathThreads);
+      mbar_init(sm.empty(s), S::kThreads);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     fence_async_smem();
@@ -330,77 +395,105 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   __syncthreads();
   const int item_begin = layout.cta_first[blockIdx.x], item_end = layout.cta_first[blockIdx.x + 1];
 
-  // Thread 0 issues the page copies into the two stages: the first two pages now, page u + 1 at
-  // the start of page u's math (once every thread has read page u - 1, the stage's previous occupant).
+  // Thread 0 issues the page copies: the ring's first kStages pages now, then at the start of
+  // each step (W pages) the W pages after it, each once every thread has read the stage's
+  // previous occupant.
   PageLoader loader;
   if (tid == 0) {
     loader.start(p, layout, item_begin, item_end);
-    for (int s = 0; s < kStages && loader.more(); ++s) loader.issue<kProbe>(sm, s, p, layout);
+    loader.issue_until<kProbe>(sm, S::kStages, p, layout);
   }
 
   const int g = lane / 4, c = lane % 4;
-  const int ka = 16 * warp + g, kb = ka + 8;  // this thread's S^T rows (keys)
+  const int ka = 16 * wwarp + g, kb = ka + 8;  // this thread's S^T rows (keys of its warpgroup's page)
   // Their P's K-index in O^T += V^T P^T (pv_key is its own inverse).
   const int pa_slot = (ka & ~15) + pv_key(ka & 15), pb_slot = (kb & ~15) + pv_key(kb & 15);
-  const int dim0 = 128 * warp + 16 * g;                    // this thread's 16 output dims
+  const int dim0 = (kDv / W) * wg + (128 / W) * wwarp + S::kDimsPerThread * g;  // this thread's O^T dims
   const float scale_log2 = R == KvRead::fp8_per_tensor ? p.scale_log2 * __ldg(p.kv_scale) : p.scale_log2;
   const uint64_t qt_desc = smem_desc(sm.qt, 16, 1024), pt_desc = smem_desc(sm.pt, 16, 1024);
-  uint32_t uses = 0;
+  unsigned char* const my_pt = sm.pt_ptr + wg * S::kPBoxBytes;  // P^T of this warpgroup's page
+  int uses = 0;  // pages consumed by this CTA so far
 
   for (int item = item_begin; item < item_end; ++item) {
     const SplitEntry e = layout.entries[item];
-    const int n_tiles = (e.end - e.begin + kBlockN - 1) / kBlockN;
-    named_sync(kBarMath, kMathThreads);  // the previous item's Q^T, scales and sums are read
-    build_qt<T, R>(sm, p, e, scale_log2, warp, lane);
+    const int n_pages = (e.end - e.begin + kBlockN - 1) / kBlockN;
+    named_sync(kBarMath, S::kThreads);  // the previous item's Q^T, scales and sums are read
+    build_qt<S, T, R>(sm, p, e, scale_log2, warp, lane);
     fence_async_smem();
-    named_sync(kBarMath, kMathThreads);
+    named_sync(kBarMath, S::kThreads);
 
-    // This thread's columns: j = 0, 1 and e = 0, 1 -> row n = 8 j + 2 c + e (index 2 j + e).
-    float cs[4], m[4], l[4];
-    int limit[4];
+    // This thread's columns: their softmax scales and the keys each may see (the split's end, or
+    // fewer for a causal query row), held in registers: reading the scales from shared memory in
+    // each step cost 8-12% at h_q 16 (docs/perf/h200.md, v10).
+    float m[kColsPerThread], l[kColsPerThread], cs_reg[kColsPerThread];
+    int limit_reg[kColsPerThread];
+    int min_limit = e.end;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < kColsPerThread; ++i) {
       const int n = 8 * (i / 2) + 2 * c + (i & 1);
-      cs[i] = sm.col_scale[n];
       const int t = n < p.rows_per_group ? n / p.heads_per_kv : 0;
-      limit[i] = min(e.end, visible_keys(e.len, p.s_q, t, p.causal != 0));
+      limit_reg[i] = min(e.end, visible_keys(e.len, p.s_q, t, p.causal != 0));
+      cs_reg[i] = sm.col_scale[n];
+      min_limit = min(min_limit, limit_reg[i]);
       m[i] = -INFINITY;
       l[i] = 0.f;
     }
-    const int min_limit = min(min(limit[0], limit[1]), min(limit[2], limit[3]));
-    float o[kMTiles][8];
-    uint32_t pv_frag[2][kMTiles / 2][4];  // in flight from one page's P V to the next page's S^T
+    float o[S::kMTiles][kCols / 2];
+    uint32_t pv_frag[2][S::kMTiles / 2][4];  // in flight from one step's P V to the next step's S^T
 #pragma unroll
-    for (int t = 0; t < kMTiles; ++t)
+    for (int t = 0; t < S::kMTiles; ++t)
 #pragma unroll
-      for (int i = 0; i < 8; ++i) o[t][i] = 0.f;
+      for (int i = 0; i < kCols / 2; ++i) o[t][i] = 0.f;
 
-    for (int blk = 0; blk < n_tiles; ++blk, ++uses) {
-      const int s = uses % kStages;
-      const int key0 = e.begin + blk * kBlockN, valid = e.len - key0;
-      if (tid == 0 && uses >= 1 && loader.more()) {
-        const int next = (uses + 1) % kStages;  // held page uses - 1
-        mbar_wait(sm.empty(next), ((uses - 1) / kStages) & 1);
-        loader.issue<kProbe>(sm, next, p, layout);
+    // One step: pages u0 .. u0 + n_step - 1 (this warpgroup's S^T on page u0 + wg).
+    for (int first_page = 0; first_page < n_pages; first_page += W) {
+      // n_step is a constant at W = 1: a run-time one there cost registers and time (v10.0: 226
+      // against 200 us at b 128, h_q 16, 8k).
+      const int u0 = uses, n_step = W == 1 ? 1 : min(W, n_pages - first_page);
+      uses += n_step;
+      // Thread 0: the pages after this step's. At W = 1 one page, as v9.2 did it (with the
+      // per-thread max below, 2-3% faster at h_q 16 than the general loop: docs/perf/h200.md, v10).
+      if constexpr (W == 1) {
+        if (tid == 0 && u0 >= 1 && loader.more()) {
+          const int next = (u0 + 1) % S::kStages;
+          mbar_wait(sm.empty(next), ((u0 - 1) / S::kStages) & 1);
+          loader.issue<kProbe>(sm, next, p, layout);
+        }
+      } else {
+        if (tid == 0) loader.issue_until<kProbe>(sm, u0 + n_step + W, p, layout);
       }
-      mbar_wait(sm.full(s), (uses / kStages) & 1);
       if constexpr (kProbe == 1) {
-        mbar_arrive(sm.empty(s));
+        for (int q = 0; q < n_step; ++q) {
+          mbar_wait(sm.full((u0 + q) % S::kStages), ((u0 + q) / S::kStages) & 1);
+          mbar_arrive(sm.empty((u0 + q) % S::kStages));
+        }
         continue;
       }
-      float st[8];
-      compute_st<R>(st, sm.stage(s), qt_desc, ka, kb, c, valid);  // also waits for the last block's P V
-      fence_pv(o, pv_frag);  // O^T and the P V fragments are settled: the rescale below may touch O^T
+      const bool has_page = W == 1 || wg < n_step;  // warpgroup-uniform (a step has at least one page)
+      // A warpgroup without a page (the odd last one of an item) runs S^T on the step's first page
+      // with every key invalid (zeros): one code path keeps ptxas from serialising the wgmmas.
+      const int mine = has_page ? u0 + wg : u0;
+      const int key0 = e.begin + (first_page + wg) * kBlockN, valid = has_page ? e.len - key0 : 0;
+      float st[kCols / 2];
+      mbar_wait(sm.full(mine % S::kStages), (mine / S::kStages) & 1);
+      compute_st<S, R>(st, sm.stage(mine % S::kStages), qt_desc, ka, kb, c, valid);  // also waits for the last P V
+      fence_pv<S>(o, pv_frag);  // O^T and the P V fragments are settled: the rescale below may touch O^T
 
-      // ---- column softmax: scale, mask, the block's max over the warpgroup ----
-      float mx[4];
+      // ---- column softmax: scale, mask, the step's max over the CTA ----
+      float mx[kColsPerThread];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < kColsPerThread; ++i) {
         const int j = i / 2, e2 = i & 1;
-        float va = st[4 * j + e2] * cs[i], vb = st[4 * j + 2 + e2] * cs[i];
-        if (key0 + kBlockN > min_limit) {
-          if (key0 + ka >= limit[i]) va = -INFINITY;
-          if (key0 + kb >= limit[i]) vb = -INFINITY;
+        float va = -INFINITY, vb = -INFINITY;
+        if (has_page) {
+          const float cs = cs_reg[i];
+          va = st[4 * j + e2] * cs;
+          vb = st[4 * j + 2 + e2] * cs;
+          if (key0 + kBlockN > min_limit) {
+            const int limit = limit_reg[i];
+            if (key0 + ka >= limit) va = -INFINITY;
+            if (key0 + kb >= limit) vb = -INFINITY;
+          }
         }
         st[4 * j + e2] = va;
         st[4 * j + 2 + e2] = vb;
@@ -410,67 +503,99 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
       }
       if (g == 0)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) sm.col_max[warp * kCols + 8 * (i / 2) + 2 * c + (i & 1)] = mx[i];
-      named_sync(kBarMath, kMathThreads);
-      float alpha[4], base[4];
+        for (int i = 0; i < kColsPerThread; ++i) sm.col_max[(8 * (i / 2) + 2 * c + (i & 1)) * S::kWarps + warp] = mx[i];
+      named_sync(kBarMath, S::kThreads);
+      // The step's column maxima over the CTA's warps: at W = 1 each thread reads its columns' 4
+      // values; at W = 2 a lane reduces one column's 8 and the threads shuffle theirs from it.
+      const float lane_max = W == 1 ? 0.f : reduce_column_of_lane(sm, lane, MaxOp{});
+      float alpha[kColsPerThread], base[kColsPerThread];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int n = 8 * (i / 2) + 2 * c + (i & 1);
-        float bm = fmaxf(fmaxf(sm.col_max[n], sm.col_max[kCols + n]), fmaxf(sm.col_max[2 * kCols + n], sm.col_max[3 * kCols + n]));
+      for (int i = 0; i < kColsPerThread; ++i) {
+        float bm;
+        if constexpr (W == 1) {
+          const int n = 8 * (i / 2) + 2 * c + (i & 1);
+          bm = sm.col_max[n * S::kWarps];
+#pragma unroll
+          for (int w = 1; w < S::kWarps; ++w) bm = fmaxf(bm, sm.col_max[n * S::kWarps + w]);
+        } else {
+          bm = __shfl_sync(0xffffffffu, lane_max, 8 * (i / 2) + 2 * c + (i & 1));
+        }
         const float mn = fmaxf(m[i], bm);
         base[i] = base_of(mn);
         alpha[i] = fast_exp2(m[i] - base[i]);
         m[i] = mn;
       }
-      // ---- P = 2^(S - max) into P^T (fp16, K-major: row n, key k), the row sums, O^T rescaled ----
+      // ---- P = 2^(S - max) into this page's P^T box (fp16, K-major: row n, key k), the row sums,
+      // O^T rescaled ----
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < kColsPerThread; ++i) {
         const int j = i / 2, e2 = i & 1, n = 8 * j + 2 * c + e2;
         const float pa = fast_exp2(st[4 * j + e2] - base[i]), pb = fast_exp2(st[4 * j + 2 + e2] - base[i]);
         l[i] = l[i] * alpha[i] + pa + pb;
-        *reinterpret_cast<__half*>(sm.pt_ptr + swz(n, pa_slot / 8) + (pa_slot % 8) * 2) = __float2half_rn(pa);
-        *reinterpret_cast<__half*>(sm.pt_ptr + swz(n, pb_slot / 8) + (pb_slot % 8) * 2) = __float2half_rn(pb);
+        // Zeros without a page: its P V products still run (on zeroed bytes), and 0 x 0 must not
+        // meet a stale NaN.
+        *reinterpret_cast<__half*>(my_pt + swz(n, pa_slot / 8) + (pa_slot % 8) * 2) = __float2half_rn(pa);
+        *reinterpret_cast<__half*>(my_pt + swz(n, pb_slot / 8) + (pb_slot % 8) * 2) = __float2half_rn(pb);
       }
-      if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f && alpha[2] == 1.f && alpha[3] == 1.f)) {
+      bool unchanged = true;
 #pragma unroll
-        for (int t = 0; t < kMTiles; ++t)
+      for (int i = 0; i < kColsPerThread; ++i) unchanged = unchanged && alpha[i] == 1.f;
+      if (!__all_sync(0xffffffffu, unchanged)) {
 #pragma unroll
-          for (int i = 0; i < 8; ++i) o[t][i] *= alpha[2 * (i / 4) + (i & 1)];
+        for (int t = 0; t < S::kMTiles; ++t)
+#pragma unroll
+          for (int i = 0; i < kCols / 2; ++i) o[t][i] *= alpha[2 * (i / 4) + (i & 1)];
       }
       fence_async_smem();
-      named_sync(kBarMath, kMathThreads);  // P^T complete (and every column max read)
+      named_sync(kBarMath, S::kThreads);  // P^T complete (and every column max read)
 
-      issue_pv<R>(o, sm.stage(s), pt_desc, warp, g, c, valid, pv_frag);
-      mbar_arrive(sm.empty(s));  // the page's bytes are all in registers
-      // No wait here: these P V products run while the next page's S^T fragments are read and
+      // ---- O^T (this warpgroup's dims) += V^T P^T over the step's W page slots ----
+      // A slot without a page (the odd last one of an item) runs on its stage's bytes zeroed
+      // (valid = 0; the stage may be in flight for a later page): a fixed loop, no run-time trip
+      // count (which cost registers).
+#pragma unroll
+      for (int q = 0; q < W; ++q) {
+        const int u = u0 + q;
+        const bool real = q < n_step;
+        if (q != wg && real) mbar_wait(sm.full(u % S::kStages), (u / S::kStages) & 1);  // another warpgroup waited
+        const int valid_q = real ? e.len - (e.begin + (first_page + q) * kBlockN) : 0;
+        issue_pv<S, R>(o, sm.stage(u % S::kStages), desc_plus(pt_desc, q * S::kPBoxBytes), dim0, c, valid_q, q == 0,
+                       pv_frag);
+      }
+#pragma unroll
+      for (int q = 0; q < W; ++q)
+        if (q < n_step) mbar_arrive(sm.empty((u0 + q) % S::kStages));  // the pages' bytes are all read
+      // No wait here: these P V products run while the next step's S^T fragments are read and
       // converted (compute_st waits for them with its own).
     }
     hopper::wgmma_wait<0>();
-    fence_pv(o, pv_frag);
+    fence_pv<S>(o, pv_frag);
 
-    // ---- epilogue: the column sums over the warpgroup, then out + lse or the split's partial ----
+    // ---- epilogue: the column sums over the CTA, then out + lse or the split's partial ----
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < kColsPerThread; ++i)
 #pragma unroll
       for (int off = 4; off < 32; off <<= 1) l[i] += __shfl_xor_sync(0xffffffffu, l[i], off);
-    named_sync(kBarMath, kMathThreads);  // every column max of the last block is read
+    named_sync(kBarMath, S::kThreads);  // every column max of the last step is read
     if (g == 0)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) sm.col_max[warp * kCols + 8 * (i / 2) + 2 * c + (i & 1)] = l[i];
-    named_sync(kBarMath, kMathThreads);
+      for (int i = 0; i < kColsPerThread; ++i) sm.col_max[(8 * (i / 2) + 2 * c + (i & 1)) * S::kWarps + warp] = l[i];
+    named_sync(kBarMath, S::kThreads);
+    const float lane_sum = reduce_column_of_lane(sm, lane, SumOp{});
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < kColsPerThread; ++i) {
       const int j = i / 2, e2 = i & 1, n = 8 * j + 2 * c + e2;
+      const float sum = __shfl_sync(0xffffffffu, lane_sum, n);
       if (n >= p.rows_per_group) continue;
-      const float sum = sm.col_max[n] + sm.col_max[kCols + n] + sm.col_max[2 * kCols + n] + sm.col_max[3 * kCols + n];
       const int t = n / p.heads_per_kv, head = n % p.heads_per_kv;
       const bool none = !(sum > 0.f);
       const float inv = none ? 0.f : 1.f / sum;
       const float lse = none ? INFINITY : (m[i] + log2f(sum)) * 0.69314718055994530942f;
       // Dim dim0 + jj is m-tile 2 (jj / 4) + (jj / 2) % 2, row g (+ 8 when jj is odd).
-      float v[16];
+      constexpr int kD = S::kDimsPerThread;
+      float v[kD];
 #pragma unroll
-      for (int jj = 0; jj < 16; ++jj) {
+      for (int jj = 0; jj < kD; ++jj) {
         const int mt = 2 * (jj / 4) + (jj / 2) % 2;
         float scale = inv;
         if constexpr (R == KvRead::fp8_per_tensor) scale *= __ldg(p.kv_scale);
@@ -479,62 +604,89 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
       }
       if (e.slot < 0) {
         T* out = static_cast<T*>(p.out) + e.seq * p.out_stride_b + t * p.out_stride_t + head * p.out_stride_h + dim0;
-        uint32_t packed[8];
+        uint32_t packed[kD / 2];
 #pragma unroll
-        for (int k = 0; k < 8; ++k) packed[k] = portable::Mma<T>::pack(v[2 * k], v[2 * k + 1]);
-        reinterpret_cast<uint4*>(out)[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
-        reinterpret_cast<uint4*>(out)[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
+        for (int k = 0; k < kD / 2; ++k) packed[k] = portable::Mma<T>::pack(v[2 * k], v[2 * k + 1]);
+#pragma unroll
+        for (int k = 0; k < kD / 8; ++k)
+          reinterpret_cast<uint4*>(out)[k] = make_uint4(packed[4 * k], packed[4 * k + 1], packed[4 * k + 2], packed[4 * k + 3]);
         if (warp == 0 && g == 0) p.lse[e.seq * p.lse_stride_b + head * p.lse_stride_h + t * p.lse_stride_t] = lse;
       } else {
         const int prow = t * p.h_q + head;
         const int64_t rows_per_seq = static_cast<int64_t>(p.s_q) * p.h_q;
         float4* out = reinterpret_cast<float4*>(layout.partial_out + (e.slot * rows_per_seq + prow) * kDv + dim0);
 #pragma unroll
-        for (int k = 0; k < 4; ++k) out[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+        for (int k = 0; k < kD / 4; ++k) out[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
         if (warp == 0 && g == 0) layout.partial_lse[e.slot * rows_per_seq + prow] = none ? -INFINITY : lse;
       }
     }
   }
 }
 
-template <typename T>
-const void* kernel_for(KvRead r) {
-  if (r == KvRead::int8_per_channel) return reinterpret_cast<const void*>(&narrow_decode_kernel<T, KvRead::int8_per_channel>);
-  return reinterpret_cast<const void*>(&narrow_decode_kernel<T, KvRead::fp8_per_tensor>);
-}
+template <class S>
 const void* kernel_for(portable::Elem elem, KvRead r) {
-  return elem == portable::Elem::fp16 ? kernel_for<__half>(r) : kernel_for<__nv_bfloat16>(r);
+  const bool int8 = r == KvRead::int8_per_channel;
+  if (elem == portable::Elem::fp16)
+    return int8 ? reinterpret_cast<const void*>(&narrow_decode_kernel<S, __half, KvRead::int8_per_channel>)
+                : reinterpret_cast<const void*>(&narrow_decode_kernel<S, __half, KvRead::fp8_per_tensor>);
+  return int8 ? reinterpret_cast<const void*>(&narrow_decode_kernel<S, __nv_bfloat16, KvRead::int8_per_channel>)
+              : reinterpret_cast<const void*>(&narrow_decode_kernel<S, __nv_bfloat16, KvRead::fp8_per_tensor>);
+}
+
+// Calls f(S{}) with the shape that takes `rows` query rows per sequence.
+template <class F>
+auto with_shape(int rows, F&& f) {
+  if (rows > 16) return f(NarrowShape<2, 32>{});
+  if constexpr (kH16Warpgroups == 2) return f(NarrowShape<2, 16>{});
+  else return f(NarrowShape<1, 16>{});
 }
 
 }  // namespace
 
 bool verified() { return kVerified; }
-int max_rows() { return kCols; }
-int threads_per_cta() { return kThreads; }
-size_t smem_bytes() { return kSmemBytes; }
+int max_rows() { return 32; }
+int columns(int rows) {
+  return with_shape(rows, [](auto s) { return decltype(s)::kCols; });
+}
+int warpgroups(int rows) {
+  return with_shape(rows, [](auto s) { return decltype(s)::kWarpgroups; });
+}
+int threads_per_cta(int rows) {
+  return with_shape(rows, [](auto s) { return decltype(s)::kThreads; });
+}
+size_t smem_bytes(int rows) {
+  return with_shape(rows, [](auto s) { return decltype(s)::kSmemBytes; });
+}
 
-int prepare() {
-  std::vector<const void*> kernels;
-  for (portable::Elem elem : {portable::Elem::bf16, portable::Elem::fp16})
-    for (KvRead r : {KvRead::fp8_per_tensor, KvRead::int8_per_channel}) kernels.push_back(kernel_for(elem, r));
-  return hopper::prepare_kernels(kernels, kThreads, kSmemBytes, "narrow_decode_kernel");
+int prepare(int rows) {
+  return with_shape(rows, [](auto s) {
+    using S = decltype(s);
+    std::vector<const void*> kernels;
+    for (portable::Elem elem : {portable::Elem::bf16, portable::Elem::fp16})
+      for (KvRead r : {KvRead::fp8_per_tensor, KvRead::int8_per_channel}) kernels.push_back(kernel_for<S>(elem, r));
+    return hopper::prepare_kernels(kernels, S::kThreads, S::kSmemBytes, "narrow_decode_kernel");
+  });
 }
 
 void launch_decode(portable::Elem elem, int grid, const DecodeParams& p, int64_t kv_blocks, const ScheduleLayout& layout,
                    cudaStream_t stream) {
-  if (p.page_size != kBlockN || p.h_kv != 1 || p.rows_per_group > kCols)
-    fail(ErrorCode::unsupported, "cuda narrow kernel: needs page size 64, h_kv = 1 and s_q x h_q <= 16");
+  if (p.page_size != kBlockN || p.h_kv != 1 || p.rows_per_group > max_rows())
+    fail(ErrorCode::unsupported, "cuda narrow kernel: needs page size 64, h_kv = 1 and s_q x h_q <= 32");
   if (p.kv_read != KvRead::fp8_per_tensor && p.kv_read != KvRead::int8_per_channel)
     fail(ErrorCode::unsupported, "cuda narrow kernel: reads the fp8_e4m3 and int8 caches only");
   if (p.kv_stride_token % 16 != 0 || p.kv_stride_block % 16 != 0 || reinterpret_cast<uintptr_t>(p.kv) % 16 != 0)
     fail(ErrorCode::unsupported, "cuda narrow kernel: kv_cache strides must be multiples of 16 bytes, data 16-byte aligned");
   (void)kv_blocks;  // pages are addressed through the block table alone
-  const void* fn = kernel_for(elem, p.kv_read);
-  DecodeParams params = p;
-  ScheduleLayout sched = layout;
-  void* args[] = {&params, &sched};
-  // A plain launch: the scheduler has completed when this grid starts (the combine relies on it).
-  check(cudaLaunchKernel(fn, dim3(grid), dim3(kThreads), args, kSmemBytes, stream), "narrow_decode_kernel launch");
+  with_shape(p.rows_per_group, [&](auto s) {
+    using S = decltype(s);
+    const void* fn = kernel_for<S>(elem, p.kv_read);
+    DecodeParams params = p;
+    ScheduleLayout sched = layout;
+    void* args[] = {&params, &sched};
+    // A plain launch: the scheduler has completed when this grid starts (the combine relies on it).
+    check(cudaLaunchKernel(fn, dim3(grid), dim3(S::kThreads), args, S::kSmemBytes, stream), "narrow_decode_kernel launch");
+    return 0;
+  });
 }
 
 }  // namespace mla::cuda::hopper_narrow

@@ -1,5 +1,6 @@
 // Host entry points of the narrow Hopper kernel (keys on the wgmma M dimension; 8-bit caches,
-// at most 16 query rows per sequence: narrow_config.cuh). It runs on the Hopper kernel's
+// at most 32 query rows per sequence: narrow_config.cuh). Its shape (warpgroups per CTA, query
+// rows per CTA) follows from the query rows per sequence, s_q x h_q (`rows` below). It runs on the Hopper kernel's
 // device-side schedule (one CTA per piece) and the shared combine.
 #pragma once
 
@@ -14,14 +15,16 @@ namespace mla::cuda::hopper_narrow {
 
 // Whether the kernel passed the GPU checks of scripts/gpu_check.sh; the plan selects it only then.
 bool verified();
-int max_rows();         // 16: s_q x h_q per sequence
-int threads_per_cta();  // 128: one warpgroup (its thread 0 also issues the page copies)
-size_t smem_bytes();
+int max_rows();                // 32: s_q x h_q per sequence
+int columns(int rows);         // wgmma N: 16 or 32
+int warpgroups(int rows);      // 1 or 2 (thread 0 also issues the page copies)
+int threads_per_cta(int rows);
+size_t smem_bytes(int rows);
 // Raises the kernel's dynamic shared-memory limit; returns the resident CTAs per SM (0: none fit).
-int prepare();
+int prepare(int rows);
 
 // Launches the persistent kernel on `grid` CTAs (= the schedule's pieces). params.kv_read is
-// fp8_per_tensor or int8_per_channel; page size 64, h_kv 1, s_q x h_q <= 16, kv strides multiples
+// fp8_per_tensor or int8_per_channel; page size 64, h_kv 1, s_q x h_q <= 32, kv strides multiples
 // of 16 bytes and data 16-byte aligned (checked; Error(unsupported) otherwise).
 void launch_decode(portable::Elem elem, int grid, const portable::DecodeParams& params, int64_t kv_blocks,
                    const portable::ScheduleLayout& layout, cudaStream_t stream);

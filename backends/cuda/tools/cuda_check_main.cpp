@@ -45,12 +45,13 @@ std::string describe(const Case& c) {
 // The DESIGN 7 grid, sampled: every combination of (b, s_q, h_q, h_kv, causal, page, dtype) is
 // enumerated and every `stride`-th one taken, so every value of every axis appears; each case
 // draws its lengths from {0, 1, 20, 63, 64, 65, 140, max_len} (rotated per sequence) or varlen.
-// hopper_only: the shapes the Hopper kernel takes (bf16 or fp16, page 64, h_kv 1, latent), every other
-// axis as in the full grid.
+// hopper_only: the shapes the Hopper kernels take (bf16 or fp16, page 64, h_kv 1, latent), every other
+// axis as in the full grid plus h_q 24 and 32 (the narrow kernel's 32-row shape, padded and full).
 std::vector<Case> make_grid(int max_cases, int64_t max_len, uint64_t seed, bool hopper_only) {
   const int64_t bs[] = {1, 2, 6, 64, 128};
   const int64_t sqs[] = {1, 2, 4};
-  const int64_t hqs[] = {1, 3, 16, 64, 128};
+  const std::vector<int64_t> hqs =
+      hopper_only ? std::vector<int64_t>{1, 3, 16, 24, 32, 64, 128} : std::vector<int64_t>{1, 3, 16, 64, 128};
   const std::vector<int64_t> hkvs = hopper_only ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2};
   const std::vector<int64_t> pages = hopper_only ? std::vector<int64_t>{64} : std::vector<int64_t>{64, 1, 16, 128};
   const std::vector<DType> dts = {DType::bf16, DType::fp16};
@@ -257,10 +258,11 @@ int run_graph_case(const std::string& config, KvFormat format, int64_t s_q, int6
   return same && cmp.passed ? 0 : 1;
 }
 
-// Two shapes: s_q 2 x h_q 128 (the Hopper kernel's row tiles) and s_q 1 x h_q 16 (the narrow
-// kernel for the 8-bit formats it reads).
+// Three shapes: s_q 2 x h_q 128 (the Hopper kernel's row tiles), s_q 1 x h_q 16 and 32 (the
+// narrow kernel's two shapes, for the 8-bit formats it reads).
 int run_graph(const std::string& config, KvFormat format) {
-  return run_graph_case(config, format, 2, 128) + run_graph_case(config, format, 1, 16);
+  return run_graph_case(config, format, 2, 128) + run_graph_case(config, format, 1, 16) +
+         run_graph_case(config, format, 1, 32);
 }
 
 }  // namespace

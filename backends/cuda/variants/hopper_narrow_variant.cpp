@@ -1,7 +1,7 @@
 // The narrow Hopper kernel (sm_90a, hopper_narrow/) as a table entry: fp8_e4m3 and int8 caches
-// with at most 16 query rows per sequence (s_q x h_q), keys on the wgmma M dimension so those rows
+// with at most 32 query rows per sequence (s_q x h_q), keys on the wgmma M dimension so those rows
 // do not pay a 64-row tile's tensor work; the Hopper kernel's contiguous cost-balanced schedule,
-// one CTA per piece, two CTAs per SM.
+// one CTA per piece (two CTAs of one warpgroup per SM up to 16 rows, one of two warpgroups up to 32).
 #include <string>
 
 #include "../hopper/hopper_launch.hpp"
@@ -18,7 +18,8 @@ class HopperNarrowVariant final : public HopperFamilyVariant {
  public:
   [[nodiscard]] const char* config_name() const override { return "hopper_narrow"; }
   [[nodiscard]] std::string kernel_name(const LaunchChoice& c) const override {
-    return std::string("cuda_hopper_narrow_keys_m64_n16_") + kv_format_name(c.kv_format);
+    return "cuda_hopper_narrow_keys_m64_n" + std::to_string(c.n_cols) + "_" +
+           kv_format_name(c.kv_format);
   }
 
   [[nodiscard]] std::string refusal(const Problem& p, const DeviceInfo& device) const override {
@@ -36,20 +37,26 @@ class HopperNarrowVariant final : public HopperFamilyVariant {
   }
 
   LaunchChoice configure(const Problem& p, const DeviceInfo& device, const CudaConfig&, std::ostream& why) const override {
-    const int occ = hopper_narrow::prepare();
-    LaunchChoice c = base_choice(p, device, occ, hopper_narrow::smem_bytes(), hopper_narrow::threads_per_cta(),
+    const int rows = static_cast<int>(p.s_q * p.heads_per_kv());
+    const int occ = hopper_narrow::prepare(rows);
+    LaunchChoice c = base_choice(p, device, occ, hopper_narrow::smem_bytes(rows), hopper_narrow::threads_per_cta(rows),
                                  "narrow Hopper kernel");
+    const int wgs = hopper_narrow::warpgroups(rows);
+    c.n_cols = hopper_narrow::columns(rows);
+    c.stages = 2 * wgs;
     c.m_tiles = 1;
     c.units = 1;
     c.pieces = occ * device.prop.multiProcessorCount;
     c.grid = c.pieces;
     c.max_splits = static_cast<int64_t>(c.pieces) + p.batch + 1;  // bound of hopper_scheduler.cu
-    why << "narrow Hopper kernel (sm_90a: keys on the wgmma M dimension, S^T = K Q^T and O^T = V^T P^T with N = 16 "
-           "query rows; the "
-        << kv_format_name(p.kv_format)
+    why << "narrow Hopper kernel (sm_90a: keys on the wgmma M dimension, S^T = K Q^T and O^T = V^T P^T with N = "
+        << hopper_narrow::columns(rows) << " query rows; the " << kv_format_name(p.kv_format)
         << " bytes of each 64-token page brought in by one bulk copy and dequantized to fp16 in registers on their way "
-           "to the tensor cores; one warpgroup per CTA, whose thread 0 also issues the copies, 2-stage ring), "
-           "persistent grid "
+           "to the tensor cores; "
+        << (wgs == 1 ? "one warpgroup per CTA, whose thread 0 also issues the copies, 2-stage ring"
+                     : "two warpgroups per CTA taking a page each (S^T) and half the value dims each (O^T), thread 0 "
+                       "issuing the copies, 4-stage ring")
+        << "), persistent grid "
         << c.grid << " (" << occ << " CTA/SM x " << device.prop.multiProcessorCount << " SMs)";
     return c;
   }

@@ -34,6 +34,7 @@ struct LaunchChoice {
   int units = 1;        // CTAs per split (KV heads x row tiles)
   int m_tiles = 1;      // row tiles per KV head
   int pieces = 1;       // KV pieces of a contiguous schedule (grid = pieces x units)
+  int n_cols = 0;       // query rows on the wgmma N dimension (narrow Hopper kernel)
   int64_t max_splits = 1;  // bound on the schedule's entries (sizes the workspace)
 };
 
