@@ -9,7 +9,7 @@ CudaConfig parse_cuda_config(ConfigReader& root) {
   for (const char* k : {"topology", "chip"}) root.mark_known(k);
   ConfigReader section = root.object("cuda");
   c.device_index = section.integer("device_index", c.device_index, 0, 1023);
-  c.kernel = section.choice("kernel", c.kernel, {"auto", "portable", "hopper", "hopper_narrow"});
+  c.kernel = section.choice("kernel", c.kernel, kernel_choices());
   c.ctas_per_sm = section.integer("ctas_per_sm", c.ctas_per_sm, 0, 32);
   c.min_split_tokens = section.integer("min_split_tokens", c.min_split_tokens, 32, 1 << 20);
   c.max_stages = section.integer("max_stages", c.max_stages, 2, 4);

@@ -5,8 +5,13 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "cuda/cuda_config.hpp"
 #include "cuda/cuda_test_support.hpp"
+#ifdef MLA_TESTS_HAVE_CUDA
+#include "cuda/variants/kernel_variant.hpp"
+#endif
 #include "mla/compare.hpp"
 #include "mla/error.hpp"
 #include "mla/inputs.hpp"
@@ -69,6 +74,17 @@ TEST_CASE("cuda config section validates without a GPU", "[cuda]") {
   bad = cuda_config("fastest");
   CHECK_FALSE(mla::validate_config(bad).empty());
 }
+
+#ifdef MLA_TESTS_HAVE_CUDA
+// "cuda.kernel" accepts "auto" and exactly the kernel table's config names, in its preference
+// order: the config's list (kept for builds without the table) cannot drift from the table.
+TEST_CASE("cuda.kernel's choices are auto and the kernel table's names", "[cuda]") {
+  std::vector<std::string> table = {"auto"};
+  for (const mla::cuda::KernelVariant* v : mla::cuda::kernel_variants()) table.push_back(v->config_name());
+  CHECK(table == mla::cuda::kernel_choices());
+  for (const std::string& name : table) CHECK(mla::validate_config(cuda_config(name)).empty());
+}
+#endif
 
 TEST_CASE("cuda open fails with the reason when no device", "[cuda]") {
   const std::string reason = mla::testing::why_no_cuda_device();

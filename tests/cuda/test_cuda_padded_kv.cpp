@@ -55,7 +55,7 @@ TEST_CASE("cuda kernels read KV caches with padded token rows", "[cuda][kv]") {
   for (const char* kernel : {"auto", "portable"}) {
     auto dev = mla::testing::open_cuda_device(kernel);
     for (KvFormat format : {KvFormat::bf16, KvFormat::fp8_e4m3, KvFormat::int8})
-      for (int64_t h_q : {16, 32, 128}) {
+      for (int64_t h_q : {16, 24, 32, 128}) {
         Problem p;
         p.batch = 3;
         p.h_q = h_q;

@@ -194,7 +194,13 @@ TEST_CASE("cuda: the narrow Hopper kernel takes 8-bit caches with few query rows
   CHECK_FALSE(refused.supported);
   CHECK(refused.reason.find("the cache is fp8_ds_mla") != std::string::npos);
   p.kv_format = KvFormat::int8;
+  p.h_q = 11;
+  p.s_q = 3;  // 33 rows: one past the N = 32 shape
+  refused = narrow->supports(p);
+  CHECK_FALSE(refused.supported);
+  CHECK(refused.reason.find("s_q x h_q = 33 query rows (the narrow kernel takes at most 32)") != std::string::npos);
   p.h_q = 64;
+  p.s_q = 1;
   refused = narrow->supports(p);
   CHECK_FALSE(refused.supported);
   CHECK(refused.reason.find("s_q x h_q = 64 query rows") != std::string::npos);

@@ -26,7 +26,7 @@
 // (measured: 252 us at b 128, h_q 16, 8k, where the math alone took 244).
 //
 // Orders chosen so every fragment is a whole 8- or 16-byte load and S^T's loads are free of bank
-// conflicts (narrow_fragments.cuh; V's have 2-way conflicts at W = 1):
+// conflicts (narrow_fragments.cuh; V's have 2-way conflicts):
 // - S^T: thread (warp w of its warpgroup, g = lane / 4, c = lane % 4) holds keys 16 w + g and
 //   that + 8, and reads chunks c and c + 4 of each 128-dim group of the key's row; k-step kk of
 //   group G takes bytes 2 kk, 2 kk + 1 of those chunks, so Q^T's K order is permuted to match
@@ -68,7 +68,7 @@ struct NarrowShape {
   static constexpr int kQBytes = kQBoxes * kQBoxBytes;      // 20 or 40 KiB
   static constexpr int kPBoxBytes = kCols * 128;            // P^T of one page: N rows x 64 keys, fp16
   static constexpr int kPBytes = W * kPBoxBytes;
-  // Floats exchanged in the CTA: each warp's column maxima of a page pair, then its column sums;
+  // Floats exchanged in the CTA: each warp's column maxima of a step (W pages), then its column sums;
   // the columns' softmax scales (log2 domain, the query row's power of two undone).
   static constexpr int kXchFloats = kWarps * kCols + kCols;
   static constexpr size_t kSmemBytes = size_t(kStages) * kStageBytes + kQBytes + kPBytes + kXchFloats * 4 +
@@ -82,7 +82,7 @@ inline constexpr int kBarMath = 1;  // the CTA's named barrier (every thread tak
 #ifndef MLA_NARROW_PROBE
 #define MLA_NARROW_PROBE 0
 #endif
-// Timing probe (wrong results): 1 = the math warpgroup only waits for each page and frees it;
+// Timing probe (wrong results): 1 = the math warpgroups only wait for each page and free it;
 // 2 = no bytes are loaded (thread 0 completes each stage's barrier itself).
 inline constexpr int kProbe = MLA_NARROW_PROBE;
 // Warpgroups per CTA for at most 16 query rows (32 rows always take 2).

@@ -24,7 +24,7 @@ __device__ __forceinline__ uint32_t page_chunk(int key, int G, int chunk) { retu
 // O^T += V^T P^T takes, at K-index j of a k-step, key pv_key(j) of its 16: the pairs (2c, 2c + 1)
 // swapped for odd c, so the lanes c = 0..3 of a load phase read keys of both parities (bank groups
 // 0 and 4 of a row start) instead of four even ones; 2-way conflicts remain on these loads (the
-// thread's 16 dims depend on its row g only). Its own inverse.
+// thread's 16 / W dims depend on its row g only). Its own inverse.
 __device__ __forceinline__ int pv_key(int j) { return j ^ ((j >> 1) & 1); }
 
 // Two 8-bit values (byte `half` x 2 and the next of `word`) as an fp16 pair, low byte first:

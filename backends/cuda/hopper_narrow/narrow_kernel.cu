@@ -168,7 +168,6 @@ __device__ void build_qt(const NarrowSmem<S>& sm, const DecodeParams& p, const S
 template <class S, KvRead R>
 __device__ __forceinline__ void compute_st(float (&st)[S::kCols / 2], uint32_t stage, uint64_t qt_desc, int ka, int kb,
                                            int c, int valid) {
-  // Half a box (4 k-steps, 16 registers) per wgmma group, two groups in flight.
   // kGroup k-steps (4 x kGroup registers) per wgmma group, two groups in flight: half a box at
   // N = 16, a quarter at N = 32 (whose larger accumulators leave fewer registers).
   constexpr int kGroup = S::kCols == 16 ? 4 : kN32StGroup;
@@ -329,7 +328,9 @@ struct PageLoader {
     policy = hopper::evict_first_policy();  // each page is read by this CTA alone, once
     load.start(p, layout, item_begin, end);
   }
-  int issued = 0;  // pages issued so far (page v goes to stage v % kStages)
+  // Pages issued by issue_until (page v goes to stage v % kStages). The N = 16 step calls issue()
+  // itself after the first two pages, so there this stays at 2.
+  int issued = 0;
   template <int kProbeMode, class S>
   __device__ void issue(const NarrowSmem<S>& sm, int s, const DecodeParams& p, const ScheduleLayout& layout) {
     if constexpr (kProbeMode == 2) {
@@ -452,7 +453,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kCtasPerSm)
       const int u0 = uses, n_step = W == 1 ? 1 : min(W, n_pages - first_page);
       uses += n_step;
       // Thread 0: the pages after this step's. At W = 1 one page, as v9.2 did it (with the
-      // per-thread max below, 2-3% faster at h_q 16 than the general loop: docs/perf/h200.md, v10).
+      // per-thread max below, 1-3% faster at h_q 16 than the general loop: docs/perf/h200.md, v10).
       if constexpr (W == 1) {
         if (tid == 0 && u0 >= 1 && loader.more()) {
           const int next = (u0 + 1) % S::kStages;
@@ -550,17 +551,17 @@ __global__ void __launch_bounds__(S::kThreads, S::kCtasPerSm)
       named_sync(kBarMath, S::kThreads);  // P^T complete (and every column max read)
 
       // ---- O^T (this warpgroup's dims) += V^T P^T over the step's W page slots ----
-      // A slot without a page (the odd last one of an item) runs on its stage's bytes zeroed
-      // (valid = 0; the stage may be in flight for a later page): a fixed loop, no run-time trip
-      // count (which cost registers).
+      // A slot without a page (the odd last one of an item) runs on the step's first page with
+      // every key zeroed (valid = 0): a fixed loop, no run-time trip count (which cost registers).
+      // Not on its own stage, which a later page's copy may be filling.
 #pragma unroll
       for (int q = 0; q < W; ++q) {
         const int u = u0 + q;
         const bool real = q < n_step;
         if (q != wg && real) mbar_wait(sm.full(u % S::kStages), (u / S::kStages) & 1);  // another warpgroup waited
         const int valid_q = real ? e.len - (e.begin + (first_page + q) * kBlockN) : 0;
-        issue_pv<S, R>(o, sm.stage(u % S::kStages), desc_plus(pt_desc, q * S::kPBoxBytes), dim0, c, valid_q, q == 0,
-                       pv_frag);
+        issue_pv<S, R>(o, sm.stage((real ? u : u0) % S::kStages), desc_plus(pt_desc, q * S::kPBoxBytes), dim0, c,
+                       valid_q, q == 0, pv_frag);
       }
 #pragma unroll
       for (int q = 0; q < W; ++q)
