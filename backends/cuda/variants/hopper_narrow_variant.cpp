@@ -28,8 +28,8 @@ class HopperNarrowVariant final : public HopperFamilyVariant {
              " (the narrow kernel reads the fp8_e4m3 and int8 caches)";
     const int64_t rows = p.s_q * p.heads_per_kv();
     if (rows > hopper_narrow::max_rows())
-      return "s_q x h_q = " + std::to_string(rows) + " query rows (the narrow kernel takes at most " +
-             std::to_string(hopper_narrow::max_rows()) + ")";
+      return (p.h_kv == 1 ? "s_q x h_q = " : "s_q x h_q / h_kv = ") + std::to_string(rows) +
+             " query rows (the narrow kernel takes at most " + std::to_string(hopper_narrow::max_rows()) + ")";
     std::string why = hopper_family_refusal(p, device);
     if (why.empty() && !hopper_narrow::verified())
       why = "not verified (the kernel is compiled but has not passed the GPU checks)";
