@@ -10,7 +10,7 @@
 // dequantizes them to fp16 on the way to the tensor cores, so nothing is written back to shared
 // memory and a page's 36 KiB (not 72) is all a stage holds.
 //
-// Two shapes (NarrowShape<W, N>, W warpgroups per CTA; a third, (2, 16), for A/B runs):
+// Two shapes (NarrowShape<W, N>, W warpgroups per CTA):
 // - W = 1, N = 16 (s_q x h_q <= 16): one warpgroup per CTA walks the CTA's splits page by page
 //   with an online softmax over the keys (column-wise in S^T: a max across the warpgroup per
 //   page); its thread 0 also issues the page copies into a 2-stage ring, a page ahead. Two CTAs
@@ -52,10 +52,11 @@ inline constexpr int kQBoxes = kInBoxes * 2;               // Q^T: 10 boxes of 6
 inline constexpr int kSmemAlign = 1024;                    // 128B-swizzle atoms
 
 // W warpgroups per CTA, N query rows per CTA (= wgmma N). (W, N) = (1, 32) would need 128
-// accumulator registers for O^T per thread.
+// accumulator registers for O^T per thread; (2, 16) for h_q 16 measured slower than two CTAs of
+// (1, 16) (docs/perf/h200.md, v10).
 template <int W, int N>
 struct NarrowShape {
-  static_assert((W == 1 && N == 16) || (W == 2 && (N == 16 || N == 32)), "shapes: (1, 16), (2, 16), (2, 32)");
+  static_assert((W == 1 && N == 16) || (W == 2 && N == 32), "shapes: (1, 16), (2, 32)");
   static constexpr int kWarpgroups = W;
   static constexpr int kCols = N;
   static constexpr int kThreads = 128 * W;                  // thread 0 also issues the page copies
@@ -85,15 +86,5 @@ inline constexpr int kBarMath = 1;  // the CTA's named barrier (every thread tak
 // Timing probe (wrong results): 1 = the math warpgroups only wait for each page and free it;
 // 2 = no bytes are loaded (thread 0 completes each stage's barrier itself).
 inline constexpr int kProbe = MLA_NARROW_PROBE;
-// Warpgroups per CTA for at most 16 query rows (32 rows always take 2).
-#ifndef MLA_NARROW_H16_WARPGROUPS
-#define MLA_NARROW_H16_WARPGROUPS 1
-#endif
-inline constexpr int kH16Warpgroups = MLA_NARROW_H16_WARPGROUPS;
-// S^T k-steps per wgmma group at N = 32 (2 or 4).
-#ifndef MLA_NARROW_N32_ST_GROUP
-#define MLA_NARROW_N32_ST_GROUP 2
-#endif
-inline constexpr int kN32StGroup = MLA_NARROW_N32_ST_GROUP;
 
 }  // namespace mla::cuda::hopper_narrow

@@ -86,7 +86,8 @@ template <int K>
 __device__ __forceinline__ Words<K> load_words(uint32_t addr) {
   Words<K> v;
   if constexpr (K == 4) {
-    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.w[0]), "=r"(v.w[1]), "=r"(v.w[2]), "=r"(v.w[3]) : "r"(addr));
+    const uint4 x = lds128(addr);
+    v = Words<K>{{x.x, x.y, x.z, x.w}};
   } else {
     static_assert(K == 2, "8- or 16-byte chunks");
     asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.w[0]), "=r"(v.w[1]) : "r"(addr));
@@ -170,7 +171,7 @@ __device__ __forceinline__ void compute_st(float (&st)[S::kCols / 2], uint32_t s
                                            int c, int valid) {
   // kGroup k-steps (4 x kGroup registers) per wgmma group, two groups in flight: half a box at
   // N = 16, a quarter at N = 32 (whose larger accumulators leave fewer registers).
-  constexpr int kGroup = S::kCols == 16 ? 4 : kN32StGroup;
+  constexpr int kGroup = S::kCols == 16 ? 4 : 2;  // 4 at N = 32: the same time, 255 registers
   constexpr int kGroups = kKStepsPerBox / kGroup;
   uint32_t frag[2][kGroup][4];
 #pragma unroll
@@ -638,8 +639,7 @@ const void* kernel_for(portable::Elem elem, KvRead r) {
 template <class F>
 auto with_shape(int rows, F&& f) {
   if (rows > 16) return f(NarrowShape<2, 32>{});
-  if constexpr (kH16Warpgroups == 2) return f(NarrowShape<2, 16>{});
-  else return f(NarrowShape<1, 16>{});
+  return f(NarrowShape<1, 16>{});
 }
 
 }  // namespace
