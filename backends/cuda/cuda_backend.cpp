@@ -30,16 +30,6 @@ namespace {
 
 namespace pk = portable;
 
-// How the portable kernel reads a cache of `format` (cuda reads plain caches of the query dtype).
-pk::KvRead kv_read_of(KvFormat format) {
-  switch (format) {
-    case KvFormat::fp8_e4m3: return pk::KvRead::fp8_per_tensor;
-    case KvFormat::int8: return pk::KvRead::int8_per_channel;
-    case KvFormat::fp8_ds_mla: return pk::KvRead::fp8_ds_mla;
-    default: return pk::KvRead::plain;
-  }
-}
-
 // The matmul ceiling is an 8192^3 bf16 GEMM, as in ANCHORS.md (1.1 TFLOP, about 1.4 ms on an H100).
 constexpr int kCeilingMatmulN = 8192;
 

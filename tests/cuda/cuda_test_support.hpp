@@ -51,12 +51,12 @@ inline bool hopper_kernel_runs_here() {
   return open_cuda_device("hopper")->supports(p).supported;
 }
 
-// The kernel the default (auto) choice runs on sm_90: the narrow kernel for fp8_e4m3 / int8 with at
+// The kernel the default (auto) choice runs on sm_90: the narrow kernel for 8-bit caches with at
 // most 32 query rows (`rows` = s_q x h_q; wgmma N = 16 up to 16 rows, else 32), else the Hopper
 // kernel (named for the format when it is quantized).
 inline std::string expected_sm90_kernel(KvFormat f, int64_t rows) {
   const std::string hopper = "cuda_hopper_tma_wgmma_m64";
-  if ((f == KvFormat::fp8_e4m3 || f == KvFormat::int8) && rows <= 32)
+  if (is_quantized(f) && rows <= 32)
     return std::string("cuda_hopper_narrow_keys_m64_n") + (rows <= 16 ? "16_" : "32_") + kv_format_name(f);
   return is_quantized(f) ? hopper + "_" + kv_format_name(f) : hopper;
 }

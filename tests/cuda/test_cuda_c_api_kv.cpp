@@ -8,8 +8,8 @@
 // the float64 reference (mla_reference_check on a cpu plan of the same problem, over the same
 // cache bytes) at the output dtype's tolerance, and, for 8-bit formats, against the reference
 // on the unquantized values at the format's quantization tolerance; the kernel chosen on sm_90
-// is the Hopper kernel named for the format (the narrow one for fp8_e4m3 and int8 with at most
-// 16 query rows). Without a CUDA device it SKIPs with the reason.
+// is the Hopper kernel named for the format (the narrow one for 8-bit caches with at most 32
+// query rows). Without a CUDA device it SKIPs with the reason.
 #include <catch2/catch.hpp>
 
 #include <algorithm>

@@ -54,7 +54,7 @@ TEST_CASE("cuda kernels read KV caches with padded token rows", "[cuda][kv]") {
   const bool sm90 = mla::testing::hopper_kernel_runs_here();
   for (const char* kernel : {"auto", "portable"}) {
     auto dev = mla::testing::open_cuda_device(kernel);
-    for (KvFormat format : {KvFormat::bf16, KvFormat::fp8_e4m3, KvFormat::int8})
+    for (KvFormat format : {KvFormat::bf16, KvFormat::fp8_e4m3, KvFormat::int8, KvFormat::fp8_ds_mla})
       for (int64_t h_q : {16, 24, 32, 128}) {
         Problem p;
         p.batch = 3;

@@ -93,7 +93,7 @@ TEST_CASE("cuda write_kv writes the host traits' bytes for every format", "[cuda
 // Every kernel reads every format it takes: host inputs quantized by the traits (scales
 // calibrated, pages poisoned), copied operand by operand to the GPU, checked against the
 // reference on the dequantized values and against the unquantized bf16 values. On sm_90 the
-// default (auto) choice must be a Hopper kernel, and the narrow one for fp8_e4m3 / int8 with at
+// default (auto) choice must be a Hopper kernel, and the narrow one for 8-bit caches with at
 // most 32 query rows (h_q 8 and 16 at s_q 2); cuda.kernel = portable forces the portable kernel.
 TEST_CASE("cuda runs every KV format against the reference", "[cuda][kv]") {
   MLA_SKIP_WITHOUT_CUDA_DEVICE();
@@ -169,8 +169,8 @@ TEST_CASE("cuda: the Hopper kernel takes every KV format, and says why not for o
   }
 }
 
-// The narrow Hopper kernel (keys on the wgmma M dimension) takes fp8_e4m3 and int8 caches with at
-// most 32 query rows (wgmma N = 16 up to 16, else 32), and says why it refuses the rest.
+// The narrow Hopper kernel (keys on the wgmma M dimension) takes the 8-bit caches (fp8_e4m3, int8,
+// fp8_ds_mla) with at most 32 query rows (wgmma N = 16 up to 16, else 32), and says why it refuses the rest.
 TEST_CASE("cuda: the narrow Hopper kernel takes 8-bit caches with few query rows, and says why not otherwise",
           "[cuda][kv]") {
   MLA_SKIP_WITHOUT_CUDA_DEVICE();
@@ -180,7 +180,7 @@ TEST_CASE("cuda: the narrow Hopper kernel takes 8-bit caches with few query rows
   p.num_blocks = 4;
   p.max_blocks_per_seq = 4;
   for (int64_t h_q : {16, 24, 32})
-    for (KvFormat f : {KvFormat::fp8_e4m3, KvFormat::int8}) {
+    for (KvFormat f : {KvFormat::fp8_e4m3, KvFormat::int8, KvFormat::fp8_ds_mla}) {
       p.h_q = h_q;
       p.kv_format = f;
       const Support s = narrow->supports(p);
@@ -189,10 +189,10 @@ TEST_CASE("cuda: the narrow Hopper kernel takes 8-bit caches with few query rows
       CHECK(narrow->plan(p)->kernel_name() == std::string("cuda_hopper_narrow_keys_m64_n") + (h_q <= 16 ? "16_" : "32_") +
                                                   kv_format_name(f));
     }
-  p.kv_format = KvFormat::fp8_ds_mla;
+  p.kv_format = KvFormat::bf16;
   Support refused = narrow->supports(p);
   CHECK_FALSE(refused.supported);
-  CHECK(refused.reason.find("the cache is fp8_ds_mla") != std::string::npos);
+  CHECK(refused.reason.find("the cache is bf16") != std::string::npos);
   p.kv_format = KvFormat::int8;
   p.h_q = 11;
   p.s_q = 3;  // 33 rows: one past the N = 32 shape

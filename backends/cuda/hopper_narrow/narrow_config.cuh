@@ -1,5 +1,5 @@
-// The narrow Hopper kernel (sm_90a) for 8-bit KV caches (fp8_e4m3, int8) and at most 32 query
-// rows per sequence (s_q x h_q <= 32: decode with h_q 16 or 32, or s_q 2 with h_q 16).
+// The narrow Hopper kernel (sm_90a) for 8-bit KV caches (fp8_e4m3, int8, fp8_ds_mla) and at most
+// 32 query rows per sequence (s_q x h_q <= 32: decode with h_q 16 or 32, or s_q 2 with h_q 16).
 //
 // Why a second kernel: the main Hopper kernel puts query rows on the wgmma M dimension, which is
 // at least 64, so h_q 16 pays h_q 64's tensor work (docs/perf/h200.md, v8.5 probes). Here the
@@ -8,31 +8,39 @@
 // a quarter (half at N = 32) of the tensor work. Both products take A from registers: each thread reads its
 // fragments' 8-bit bytes from the page (brought in by one bulk copy, as it lies in memory) and
 // dequantizes them to fp16 on the way to the tensor cores, so nothing is written back to shared
-// memory and a page's 36 KiB (not 72) is all a stage holds.
+// memory and a page's 36 KiB (41 KiB for fp8_ds_mla; not 72) is all a stage holds.
+//
+// fp8_ds_mla (656-byte tokens: fp8 latent in four 128-channel groups, each with the token's fp32
+// scale, then a bf16 rope): a group's scale varies by key, which is wgmma's M row, so it cannot
+// be folded into Q^T or P^T; each fp16 pair is multiplied by its keys' scales (one HMUL2). The
+// rope box is the token's bf16 as is (4 k-steps instead of the 8-bit formats' 8, half of them
+// zeros there), multiplied by a bf16 Q^T box (fp16 when the query is fp16, the rope converted).
 //
 // Two shapes (NarrowShape<W, N>, W warpgroups per CTA):
 // - W = 1, N = 16 (s_q x h_q <= 16): one warpgroup per CTA walks the CTA's splits page by page
 //   with an online softmax over the keys (column-wise in S^T: a max across the warpgroup per
 //   page); its thread 0 also issues the page copies into a 2-stage ring, a page ahead. Two CTAs
-//   per SM (about 96 KiB of shared memory each).
+//   per SM (about 96 KiB of shared memory each, 106 for fp8_ds_mla).
 // - W = 2, N = 32 (s_q x h_q <= 32): two warpgroups walk the pages two at a time. Warpgroup h
 //   computes S^T of page 2 i + h (N = 32 needs 16 accumulator registers); the column maxima are
 //   exchanged across both, each writes its page's half of P^T, and each then takes O^T for half
 //   the value dims (256, four m-tiles: 64 accumulator registers at N = 32, as W = 1 holds at
 //   N = 16) over both pages. Every byte of a page is dequantized once per CTA, as at W = 1, for
-//   twice the query rows. A 4-stage ring (two pages ahead), one CTA per SM (about 194 KiB).
+//   twice the query rows. A 4-stage ring (two pages ahead), one CTA per SM (about 194 KiB, 214
+//   for fp8_ds_mla).
 // No producer warp: a 5-warp CTA is allocated registers as 6 warps, so two of them at the ~200
 // registers the math needs did not fit, and one CTA per SM ran the math of a single warpgroup
 // (measured: 252 us at b 128, h_q 16, 8k, where the math alone took 244).
 //
 // Orders chosen so every fragment is a whole 8- or 16-byte load and S^T's loads are free of bank
-// conflicts (narrow_fragments.cuh; V's have 2-way conflicts):
-// - S^T: thread (warp w of its warpgroup, g = lane / 4, c = lane % 4) holds keys 16 w + g and
+// conflicts (narrow_fragments.cuh; V's have 2-way conflicts with 576-byte tokens, none with 656):
+// - S^T: thread (warp w of its warpgroup, g = lane / 4, c = lane % 4) holds keys st_key(w, g) and
 //   that + 8, and reads chunks c and c + 4 of each 128-dim group of the key's row; k-step kk of
 //   group G takes bytes 2 kk, 2 kk + 1 of those chunks, so Q^T's K order is permuted to match
 //   (build_qt).
 // - O^T: the thread's 16 / W output dims are d0 = 512 h / W + 128 w / W + 16 g / W + [0, 16 / W);
-//   m-tile t, row g holds dim d0 + 4 (t / 2) + 2 (t % 2), row g + 8 the next one.
+//   m-tile t, row g holds dim d0 + 4 (t / 2) + 2 (t % 2), row g + 8 the next one. They lie in one
+//   128-channel group (fp8_ds_mla: one scale per key).
 #pragma once
 
 #include "../portable/portable_launch.hpp"
@@ -41,12 +49,12 @@ namespace mla::cuda::hopper_narrow {
 
 using portable::kDqk;
 using portable::kDv;
+using portable::KvRead;
 
 inline constexpr int kBlockN = 64;                         // keys per KV page = wgmma M of S^T
 inline constexpr int kInBoxCols = 128;                     // dims per "box": the 128-dim groups S^T walks
 inline constexpr int kInBoxes = 5;                         // 4 latent boxes + the rope box (dims 512..639;
                                                            // past 575 zeros, never read)
-inline constexpr int kStageBytes = kBlockN * kDqk;         // 36 KiB: one page of 576-byte tokens
 inline constexpr int kKStepsPerBox = kInBoxCols / 16;      // 8 k-steps of S^T per box
 inline constexpr int kQBoxes = kInBoxes * 2;               // Q^T: 10 boxes of 64 fp16 (4 k-steps) per row
 inline constexpr int kSmemAlign = 1024;                    // 128B-swizzle atoms
@@ -72,9 +80,25 @@ struct NarrowShape {
   // Floats exchanged in the CTA: each warp's column maxima of a step (W pages), then its column sums;
   // the columns' softmax scales (log2 domain, the query row's power of two undone).
   static constexpr int kXchFloats = kWarps * kCols + kCols;
-  static constexpr size_t kSmemBytes = size_t(kStages) * kStageBytes + kQBytes + kPBytes + kXchFloats * 4 +
-                                       2 * kStages * 8 /* mbarriers */ + kSmemAlign;
-  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 233472, "the CTAs per SM must fit the 228 KiB of shared memory");
+};
+
+// A shape reading the cache format R: the token's layout and the shared memory it implies.
+template <class Shape, KvRead R>
+struct NarrowKernel : Shape {
+  static_assert(R == KvRead::fp8_per_tensor || R == KvRead::int8_per_channel || R == KvRead::fp8_ds_mla,
+                "8-bit caches only");
+  static constexpr KvRead kRead = R;
+  // fp8_ds_mla: bytes 512..527 of a token are its four group scales, 528..655 its bf16 rope.
+  static constexpr bool kGroupScales = R == KvRead::fp8_ds_mla;
+  static constexpr int kTokenBytes = kGroupScales ? 656 : kDqk;
+  static constexpr int kStageBytes = kBlockN * kTokenBytes;  // one page: 36 or 41 KiB
+  static constexpr int kScaleOffset = 512;
+  static constexpr int kRopeOffset = kGroupScales ? 528 : 512;
+  static constexpr int kRope16KSteps = 4;  // fp8_ds_mla: its 64 bf16 rope dims, 16 per k-step
+  static constexpr size_t kSmemBytes = size_t(Shape::kStages) * kStageBytes + Shape::kQBytes + Shape::kPBytes +
+                                       Shape::kXchFloats * 4 + 2 * Shape::kStages * 8 /* mbarriers */ + kSmemAlign;
+  static_assert(Shape::kCtasPerSm * (kSmemBytes + 1024) <= 233472,
+                "the CTAs per SM must fit the 228 KiB of shared memory");
 };
 
 inline constexpr int kBarMath = 1;  // the CTA's named barrier (every thread takes part)

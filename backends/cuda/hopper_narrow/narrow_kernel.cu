@@ -1,5 +1,5 @@
 // The narrow Hopper decode kernel: keys on the wgmma M dimension, 8-bit KV dequantized in
-// registers (shapes, roles, tile sizes and orders: narrow_config.cuh). Persistent: CTA k walks the
+// registers (shapes, formats, roles, tile sizes and orders: narrow_config.cuh). Persistent: CTA k walks the
 // splits [cta_first[k], cta_first[k + 1]) of the Hopper kernel's device-side schedule (one CTA per
 // piece).
 #include <cuda.h>
@@ -26,6 +26,7 @@ using hopper::desc_plus;
 using hopper::fast_exp2;
 using hopper::fence_async_smem;
 using hopper::fence_regs;
+using hopper::ld_shared_f32;
 using hopper::mbar_arrive;
 using hopper::mbar_expect_tx;
 using hopper::mbar_init;
@@ -48,14 +49,14 @@ struct NarrowSmem {
   unsigned char* pt_ptr;
   float* col_max;    // [kCols][kWarps]: each warp's column maxima; reused for the column sums at the end
   float* col_scale;  // [kCols]
-  __device__ uint32_t stage(int s) const { return stages + s * kStageBytes; }
+  __device__ uint32_t stage(int s) const { return stages + s * S::kStageBytes; }
   __device__ uint32_t full(int s) const { return bars + 8u * s; }
   __device__ uint32_t empty(int s) const { return bars + 8u * (S::kStages + s); }
   __device__ static NarrowSmem carve(unsigned char* smem) {
     NarrowSmem sm;
     sm.stages = smem_u32(smem);
-    sm.qt_ptr = smem + S::kStages * kStageBytes;
-    sm.qt = sm.stages + S::kStages * kStageBytes;
+    sm.qt_ptr = smem + S::kStages * S::kStageBytes;
+    sm.qt = sm.stages + S::kStages * S::kStageBytes;
     sm.pt_ptr = sm.qt_ptr + S::kQBytes;
     sm.pt = sm.qt + S::kQBytes;
     sm.col_max = reinterpret_cast<float*>(sm.pt_ptr + S::kPBytes);
@@ -121,10 +122,12 @@ struct SumOp {
 // so its largest magnitude (times int8's per-channel scales) sits in [2^14, 2^15): no overflow,
 // fp16's 11 bits for every value above 2^-28 of the row's largest. col_scale[n] gets the softmax
 // scale (log2 domain) times 2^(e_n - 14). Warp w of the CTA builds rows w, w + kWarps, ...; rows
-// past the sequence's query rows and dims 576..639 are zeros.
-template <class S, typename T, KvRead R>
+// past the sequence's query rows and dims 576..639 are zeros. fp8_ds_mla: the rope dims are T
+// (the query's type, exact under the power of two) in their own order (qt_rope16_offset).
+template <class S, typename T>
 __device__ void build_qt(const NarrowSmem<S>& sm, const DecodeParams& p, const SplitEntry& e, float scale_log2, int warp,
                          int lane) {
+  constexpr KvRead R = S::kRead;
   constexpr int kPairs = kInBoxes * kInBoxCols / 2;  // 320 (288 real)
   constexpr int kPerLane = kPairs / 32;              // 10
   for (int n = warp; n < S::kCols; n += S::kWarps) {
@@ -156,6 +159,14 @@ __device__ void build_qt(const NarrowSmem<S>& sm, const DecodeParams& p, const S
 #pragma unroll
     for (int i = 0; i < kPerLane; ++i) {
       const int d = 2 * (lane + 32 * i);
+      if constexpr (S::kGroupScales) {
+        if (d >= kDqk) continue;  // box 9 is not read; box 8 holds the rope in its own order
+        if (d >= kDv) {
+          const uint32_t pair = portable::Mma<T>::pack(v[i][0] * f, v[i][1] * f);
+          *reinterpret_cast<uint32_t*>(sm.qt_ptr + qt_rope16_offset(n, d - kDv, S::kQBoxBytes)) = pair;
+          continue;
+        }
+      }
       const __half2 h = __floats2half2_rn(v[i][0] * f, v[i][1] * f);
       *reinterpret_cast<__half2*>(sm.qt_ptr + qt_offset(n, d, S::kQBoxBytes)) = h;
     }
@@ -163,57 +174,110 @@ __device__ void build_qt(const NarrowSmem<S>& sm, const DecodeParams& p, const S
   }
 }
 
+// kSteps k-steps of S^T (Q^T's k-steps kq0 ..), in wgmma groups of kGroup, A of type TA from
+// fill(a, k) for k-step k; a group's fragments alternate between the two buffers of `frag` by
+// the running group count gi0 + h (a compile-time constant once unrolled), so two groups are in
+// flight.
+template <class S, typename TA, int kSteps, int kGroup, class Fill>
+__device__ __forceinline__ void st_groups(float (&st)[S::kCols / 2], uint32_t (&frag)[2][kGroup][4], uint64_t qt_desc,
+                                          int kq0, int gi0, Fill&& fill) {
+#pragma unroll
+  for (int h = 0; h < kSteps / kGroup; ++h) {
+    uint32_t(&a)[kGroup][4] = frag[(gi0 + h) % 2];
+    if (gi0 + h >= 2) {
+      hopper::wgmma_wait<1>();  // the group that read these registers is done
+#pragma unroll
+      for (int k = 0; k < kGroup; ++k) fence_regs(a[k]);
+    }
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) fill(a[k], h * kGroup + k);
+    hopper::wgmma_fence();
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) {
+      const int kq = kq0 + h * kGroup + k;
+      hopper::wgmma_m64nk16_rs<TA, S::kCols>(st, a[k], desc_plus(qt_desc, (kq / 4) * S::kQBoxBytes + (kq % 4) * 32),
+                                             kq != 0);
+    }
+    hopper::wgmma_commit();
+  }
+}
+
+__device__ __forceinline__ uint32_t hmul2_bits(uint32_t x, __half2 s) {
+  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&x), s);
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+
 // S^T = K Q^T of the page in `stage` (64 keys x N rows, fp32), A fragments dequantized from the
-// page box by box. Keys at or past `valid` (the sequence's end) read as 0: their bytes may be
+// page box by box (fp8_ds_mla: times the keys' group scales; its rope box bf16 as stored, TQ the
+// query's type). Keys at or past `valid` (the sequence's end) read as 0: their bytes may be
 // anything, NaN included.
-template <class S, KvRead R>
+template <class S, typename TQ>
 __device__ __forceinline__ void compute_st(float (&st)[S::kCols / 2], uint32_t stage, uint64_t qt_desc, int ka, int kb,
                                            int c, int valid) {
+  constexpr KvRead R = S::kRead;
+  constexpr int TB = S::kTokenBytes;
   // kGroup k-steps (4 x kGroup registers) per wgmma group, two groups in flight: half a box at
   // N = 16, a quarter at N = 32 (whose larger accumulators leave fewer registers).
   constexpr int kGroup = S::kCols == 16 ? 4 : 2;  // 4 at N = 32: the same time, 255 registers
   constexpr int kGroups = kKStepsPerBox / kGroup;
+  const bool last_page = valid < kBlockN;  // the sequence's last page (warp-uniform): no selects elsewhere
   uint32_t frag[2][kGroup][4];
+  // The 8-bit formats' rope box is the loop's last: chunks 4-7 of its row are dims 576-639, zeros
+  // (not read). fp8_ds_mla's bf16 rope box follows the loop.
+  constexpr int kByteBoxes = S::kGroupScales ? kInBoxes - 1 : kInBoxes;
 #pragma unroll
-  for (int G = 0; G < kInBoxes; ++G) {
-    // Box G's chunks 4-7 are dims 576-639 for the rope box: zeros, not read.
+  for (int G = 0; G < kByteBoxes; ++G) {
     const bool rope = G == kInBoxes - 1;  // known at compile time (unrolled)
-    uint4 ra = lds128(stage + page_chunk(ka, G, c)), rb = lds128(stage + page_chunk(kb, G, c));
-    uint4 ra4 = rope ? make_uint4(0, 0, 0, 0) : lds128(stage + page_chunk(ka, G, c + 4));
-    uint4 rb4 = rope ? make_uint4(0, 0, 0, 0) : lds128(stage + page_chunk(kb, G, c + 4));
+    uint4 ra = lds128(stage + page_chunk<TB>(ka, G, c)), rb = lds128(stage + page_chunk<TB>(kb, G, c));
+    uint4 ra4 = rope ? make_uint4(0, 0, 0, 0) : lds128(stage + page_chunk<TB>(ka, G, c + 4));
+    uint4 rb4 = rope ? make_uint4(0, 0, 0, 0) : lds128(stage + page_chunk<TB>(kb, G, c + 4));
+    float sa = 1.f, sb = 1.f;
+    if constexpr (S::kGroupScales) {
+      sa = ld_shared_f32(stage + ka * TB + S::kScaleOffset + 4 * G);
+      sb = ld_shared_f32(stage + kb * TB + S::kScaleOffset + 4 * G);
+    }
     // The previous page's P V products may still run: the first box's bytes are read meanwhile,
     // but nothing that feeds a wgmma is written before they are done (ptxas would otherwise
     // serialise every wgmma of the kernel: C7513).
     if (G == 0) hopper::wgmma_wait<0>();
-    if (valid < kBlockN) {  // the sequence's last page (warp-uniform): no selects elsewhere
-      if (ka >= valid) ra = ra4 = make_uint4(0, 0, 0, 0);
-      if (kb >= valid) rb = rb4 = make_uint4(0, 0, 0, 0);
+    if (last_page) {
+      if (ka >= valid) ra = ra4 = make_uint4(0, 0, 0, 0), sa = 0.f;
+      if (kb >= valid) rb = rb4 = make_uint4(0, 0, 0, 0), sb = 0.f;
     }
-#pragma unroll
-    for (int h = 0; h < kGroups; ++h) {
-      uint32_t(&a)[kGroup][4] = frag[h % 2];
-      if (G * kGroups + h >= 2) {
-        hopper::wgmma_wait<1>();  // the group that read these registers is done
-#pragma unroll
-        for (int k = 0; k < kGroup; ++k) fence_regs(a[k]);
-      }
-#pragma unroll
-      for (int k = 0; k < kGroup; ++k) {
-        const int kk = h * kGroup + k;
-        a[k][0] = pair_to_f16x2<R>(word_of(ra, kk / 2), kk & 1);
-        a[k][1] = pair_to_f16x2<R>(word_of(rb, kk / 2), kk & 1);
-        a[k][2] = pair_to_f16x2<R>(word_of(ra4, kk / 2), kk & 1);
-        a[k][3] = pair_to_f16x2<R>(word_of(rb4, kk / 2), kk & 1);
-      }
-      hopper::wgmma_fence();
-#pragma unroll
-      for (int k = 0; k < kGroup; ++k) {
-        const int kk = h * kGroup + k;
-        hopper::wgmma_m64nk16_rs<__half, S::kCols>(
-            st, a[k], desc_plus(qt_desc, (2 * G + kk / 4) * S::kQBoxBytes + (kk % 4) * 32), (G | kk) != 0);
-      }
-      hopper::wgmma_commit();
+    const __half2 ha = __float2half2_rn(sa), hb = __float2half2_rn(sb);
+    st_groups<S, __half, kKStepsPerBox, kGroup>(st, frag, qt_desc, G * kKStepsPerBox, G * kGroups,
+                                                [&](uint32_t(&a)[4], int kk) {
+                                                  a[0] = pair_to_f16x2<R>(word_of(ra, kk / 2), kk & 1);
+                                                  a[1] = pair_to_f16x2<R>(word_of(rb, kk / 2), kk & 1);
+                                                  a[2] = pair_to_f16x2<R>(word_of(ra4, kk / 2), kk & 1);
+                                                  a[3] = pair_to_f16x2<R>(word_of(rb4, kk / 2), kk & 1);
+                                                  if constexpr (S::kGroupScales) {
+                                                    a[0] = hmul2_bits(a[0], ha);
+                                                    a[1] = hmul2_bits(a[1], hb);
+                                                    a[2] = hmul2_bits(a[2], ha);
+                                                    a[3] = hmul2_bits(a[3], hb);
+                                                  }
+                                                });
+  }
+  if constexpr (S::kGroupScales) {
+    // The rope box: bf16, chunks 2 c and 2 c + 1 of the key's rope (k-step kk: word kk of each;
+    // qt_rope16_offset).
+    constexpr int kRopeQ = (kInBoxes - 1) * kKStepsPerBox, kRopeGroup = (kInBoxes - 1) * kGroups;
+    const uint32_t rope = stage + S::kRopeOffset + 32 * c;
+    uint4 ra = lds128(rope + ka * TB), ra_hi = lds128(rope + ka * TB + 16);
+    uint4 rb = lds128(rope + kb * TB), rb_hi = lds128(rope + kb * TB + 16);
+    if (last_page) {
+      if (ka >= valid) ra = ra_hi = make_uint4(0, 0, 0, 0);
+      if (kb >= valid) rb = rb_hi = make_uint4(0, 0, 0, 0);
     }
+    constexpr bool kBf16 = !std::is_same_v<TQ, __half>;
+    auto as_tq = [](uint32_t w) { return kBf16 ? w : bf16x2_to_f16x2(w); };
+    st_groups<S, TQ, S::kRope16KSteps, kGroup>(st, frag, qt_desc, kRopeQ, kRopeGroup, [&](uint32_t(&a)[4], int kk) {
+      a[0] = as_tq(word_of(ra, kk));
+      a[1] = as_tq(word_of(rb, kk));
+      a[2] = as_tq(word_of(ra_hi, kk));
+      a[3] = as_tq(word_of(rb_hi, kk));
+    });
   }
   hopper::wgmma_wait<0>();
   fence_regs(st);
@@ -226,27 +290,40 @@ __device__ __forceinline__ void compute_st(float (&st)[S::kCols / 2], uint32_t s
 // O^T += V^T P^T of the page in `stage` (P^T's box of that page at `pt_desc`): k-step kk covers
 // keys 16 kk + [0, 16); the thread's fragments are keys 16 kk + 2 c, + 1, + 8, + 9 of its
 // kDimsPerThread dims at byte `dim0` of a token row (one 16- or 8-byte chunk per key), paired key
-// by key (byte_perm) and dequantized. `first`: no product of this page pair was issued yet (the
+// by key (byte_perm) and dequantized (fp8_ds_mla: times the keys' scales of the dims' group, at
+// byte `scale0` of a token row). `first`: no product of this page pair was issued yet (the
 // fragments' previous readers are done). Returns once the page's bytes are all read (the wgmma
 // may still run).
-template <class S, KvRead R>
+template <class S>
 __device__ __forceinline__ void issue_pv(float (&o)[S::kMTiles][S::kCols / 2], uint32_t stage, uint64_t pt_desc, int dim0,
-                                         int c, int valid, bool first, uint32_t (&frag)[2][S::kMTiles / 2][4]) {
+                                         int scale0, int c, int valid, bool first,
+                                         uint32_t (&frag)[2][S::kMTiles / 2][4]) {
+  constexpr KvRead R = S::kRead;
+  constexpr int TB = S::kTokenBytes;
   constexpr int kWords = S::kDimsPerThread / 4;  // one per pair of m-tiles
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk) {
     // K-index j of the k-step holds key 16 kk + pv_key(j): keys 2c, 2c + 1, 2c + 8, 2c + 9 of the
-    // k-step, the pair swapped for odd c (bank groups, narrow_fragments.cuh).
-    const int k0 = 16 * kk + pv_key(2 * c), k1 = 16 * kk + pv_key(2 * c + 1);
-    Words<kWords> x0 = load_words<kWords>(stage + k0 * kDqk + dim0), x1 = load_words<kWords>(stage + k1 * kDqk + dim0);
-    Words<kWords> x2 = load_words<kWords>(stage + (k0 + 8) * kDqk + dim0);
-    Words<kWords> x3 = load_words<kWords>(stage + (k1 + 8) * kDqk + dim0);
-    if (valid < kBlockN) {
-      if (k0 >= valid) x0 = Words<kWords>{};
-      if (k1 >= valid) x1 = Words<kWords>{};
-      if (k0 + 8 >= valid) x2 = Words<kWords>{};
-      if (k1 + 8 >= valid) x3 = Words<kWords>{};
+    // k-step, for 576-byte tokens the pair swapped for odd c (bank groups, narrow_fragments.cuh).
+    const int k0 = 16 * kk + pv_key<TB>(2 * c), k1 = 16 * kk + pv_key<TB>(2 * c + 1);
+    Words<kWords> x0 = load_words<kWords>(stage + k0 * TB + dim0), x1 = load_words<kWords>(stage + k1 * TB + dim0);
+    Words<kWords> x2 = load_words<kWords>(stage + (k0 + 8) * TB + dim0);
+    Words<kWords> x3 = load_words<kWords>(stage + (k1 + 8) * TB + dim0);
+    float s0 = 1.f, s1 = 1.f, s2 = 1.f, s3 = 1.f;
+    if constexpr (S::kGroupScales) {
+      s0 = ld_shared_f32(stage + k0 * TB + scale0);
+      s1 = ld_shared_f32(stage + k1 * TB + scale0);
+      s2 = ld_shared_f32(stage + (k0 + 8) * TB + scale0);
+      s3 = ld_shared_f32(stage + (k1 + 8) * TB + scale0);
     }
+    if (valid < kBlockN) {
+      if (k0 >= valid) x0 = Words<kWords>{}, s0 = 0.f;
+      if (k1 >= valid) x1 = Words<kWords>{}, s1 = 0.f;
+      if (k0 + 8 >= valid) x2 = Words<kWords>{}, s2 = 0.f;
+      if (k1 + 8 >= valid) x3 = Words<kWords>{}, s3 = 0.f;
+    }
+    // The pairs below are (key k0, key k1) and (k0 + 8, k1 + 8).
+    const __half2 h01 = __floats2half2_rn(s0, s1), h23 = __floats2half2_rn(s2, s3);
     // Half the m-tiles per wgmma group: group h takes words h kWords / 2 .. (h + 1) kWords / 2 - 1
     // of each key's chunk.
 #pragma unroll
@@ -272,6 +349,15 @@ __device__ __forceinline__ void issue_pv(float (&o)[S::kMTiles][S::kCols / 2], u
         a[2 * w2 + 1][1] = pair_to_f16x2<R>(hi01, 1);
         a[2 * w2 + 1][2] = pair_to_f16x2<R>(hi23, 0);
         a[2 * w2 + 1][3] = pair_to_f16x2<R>(hi23, 1);
+        if constexpr (S::kGroupScales) {
+#pragma unroll
+          for (int t = 0; t < 2; ++t) {
+            a[2 * w2 + t][0] = hmul2_bits(a[2 * w2 + t][0], h01);
+            a[2 * w2 + t][1] = hmul2_bits(a[2 * w2 + t][1], h01);
+            a[2 * w2 + t][2] = hmul2_bits(a[2 * w2 + t][2], h23);
+            a[2 * w2 + t][3] = hmul2_bits(a[2 * w2 + t][3], h23);
+          }
+        }
       }
       hopper::wgmma_fence();
 #pragma unroll
@@ -320,7 +406,8 @@ __device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, uint32_
 // Thread 0's loads: the next page to bring into a stage, as one contiguous copy (the page's 64
 // token rows as they are in memory). (64 x 128-byte TMA boxes per 128 columns reached 85% of the
 // copy ceiling with no math at all; an L2 prefetch of the pages 4 or 8 ahead made the b 128,
-// h_q 16, 8k decode 15% and 48% slower: docs/perf/h200.md.)
+// h_q 16, 8k decode 15% and 48% slower; four copies of a quarter page each, 0-8% slower:
+// docs/perf/h200.md.)
 struct PageLoader {
   PageCursor load;
   uint64_t policy = 0;
@@ -337,13 +424,14 @@ struct PageLoader {
     if constexpr (kProbeMode == 2) {
       mbar_arrive(sm.full(s));
     } else {
-      mbar_expect_tx(sm.full(s), kStageBytes);
+      mbar_expect_tx(sm.full(s), S::kStageBytes);
       const unsigned char* src = static_cast<const unsigned char*>(p.kv) + static_cast<int64_t>(load.page) * p.kv_stride_block;
-      if (p.kv_stride_token == kDqk) {  // a dense page: one copy of its 36 KiB
-        bulk_copy(sm.stage(s), src, kStageBytes, sm.full(s), policy);
+      if (p.kv_stride_token == S::kTokenBytes) {  // a dense page: one copy of its 36 (41) KiB
+        bulk_copy(sm.stage(s), src, S::kStageBytes, sm.full(s), policy);
       } else {  // padded token rows: one copy per token
         for (int t = 0; t < kBlockN; ++t)
-          bulk_copy(sm.stage(s) + t * kDqk, src + static_cast<int64_t>(t) * p.kv_stride_token, kDqk, sm.full(s), policy);
+          bulk_copy(sm.stage(s) + t * S::kTokenBytes, src + static_cast<int64_t>(t) * p.kv_stride_token, S::kTokenBytes,
+                    sm.full(s), policy);
       }
     }
     load.advance(p, layout);
@@ -372,9 +460,10 @@ __device__ __forceinline__ void fence_pv(float (&o)[S::kMTiles][S::kCols / 2], u
     for (int t = 0; t < S::kMTiles / 2; ++t) fence_regs(frag[b][t]);
 }
 
-template <class S, typename T, KvRead R>
-__global__ void __launch_bounds__(S::kThreads, S::kCtasPerSm)
+template <class Shape, typename T, KvRead R>
+__global__ void __launch_bounds__(Shape::kThreads, Shape::kCtasPerSm)
     narrow_decode_kernel(const DecodeParams p, const ScheduleLayout layout) {
+  using S = NarrowKernel<Shape, R>;
   constexpr int W = S::kWarpgroups, kCols = S::kCols;
   constexpr int kColsPerThread = kCols / 4;  // i -> column n = 8 (i / 2) + 2 c + (i % 2)
   // The combine kernel (a programmatic dependent) reads only the scheduler's split counts
@@ -407,10 +496,12 @@ __global__ void __launch_bounds__(S::kThreads, S::kCtasPerSm)
   }
 
   const int g = lane / 4, c = lane % 4;
-  const int ka = 16 * wwarp + g, kb = ka + 8;  // this thread's S^T rows (keys of its warpgroup's page)
-  // Their P's K-index in O^T += V^T P^T (pv_key is its own inverse).
-  const int pa_slot = (ka & ~15) + pv_key(ka & 15), pb_slot = (kb & ~15) + pv_key(kb & 15);
+  // This thread's S^T rows (keys of its warpgroup's page) and their P's K-index in O^T += V^T P^T
+  // (pv_key is its own inverse).
+  const int ka = st_key<S::kTokenBytes>(wwarp, g), kb = ka + 8;
+  const int pa_slot = (ka & ~15) + pv_key<S::kTokenBytes>(ka & 15), pb_slot = (kb & ~15) + pv_key<S::kTokenBytes>(kb & 15);
   const int dim0 = (kDv / W) * wg + (128 / W) * wwarp + S::kDimsPerThread * g;  // this thread's O^T dims
+  const int scale0 = S::kScaleOffset + 4 * (dim0 / 128);  // fp8_ds_mla: their group's scale in a token
   const float scale_log2 = R == KvRead::fp8_per_tensor ? p.scale_log2 * __ldg(p.kv_scale) : p.scale_log2;
   const uint64_t qt_desc = smem_desc(sm.qt, 16, 1024), pt_desc = smem_desc(sm.pt, 16, 1024);
   unsigned char* const my_pt = sm.pt_ptr + wg * S::kPBoxBytes;  // P^T of this warpgroup's page
@@ -420,7 +511,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kCtasPerSm)
     const SplitEntry e = layout.entries[item];
     const int n_pages = (e.end - e.begin + kBlockN - 1) / kBlockN;
     named_sync(kBarMath, S::kThreads);  // the previous item's Q^T, scales and sums are read
-    build_qt<S, T, R>(sm, p, e, scale_log2, warp, lane);
+    build_qt<S, T>(sm, p, e, scale_log2, warp, lane);
     fence_async_smem();
     named_sync(kBarMath, S::kThreads);
 
@@ -478,7 +569,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kCtasPerSm)
       const int key0 = e.begin + (first_page + wg) * kBlockN, valid = has_page ? e.len - key0 : 0;
       float st[kCols / 2];
       mbar_wait(sm.full(mine % S::kStages), (mine / S::kStages) & 1);
-      compute_st<S, R>(st, sm.stage(mine % S::kStages), qt_desc, ka, kb, c, valid);  // also waits for the last P V
+      compute_st<S, T>(st, sm.stage(mine % S::kStages), qt_desc, ka, kb, c, valid);  // also waits for the last P V
       fence_pv<S>(o, pv_frag);  // O^T and the P V fragments are settled: the rescale below may touch O^T
 
       // ---- column softmax: scale, mask, the step's max over the CTA ----
@@ -561,8 +652,8 @@ __global__ void __launch_bounds__(S::kThreads, S::kCtasPerSm)
         const bool real = q < n_step;
         if (q != wg && real) mbar_wait(sm.full(u % S::kStages), (u / S::kStages) & 1);  // another warpgroup waited
         const int valid_q = real ? e.len - (e.begin + (first_page + q) * kBlockN) : 0;
-        issue_pv<S, R>(o, sm.stage((real ? u : u0) % S::kStages), desc_plus(pt_desc, q * S::kPBoxBytes), dim0, c,
-                       valid_q, q == 0, pv_frag);
+        issue_pv<S>(o, sm.stage((real ? u : u0) % S::kStages), desc_plus(pt_desc, q * S::kPBoxBytes), dim0, scale0, c,
+                    valid_q, q == 0, pv_frag);
       }
 #pragma unroll
       for (int q = 0; q < W; ++q)
@@ -625,14 +716,18 @@ __global__ void __launch_bounds__(S::kThreads, S::kCtasPerSm)
   }
 }
 
-template <class S>
-const void* kernel_for(portable::Elem elem, KvRead r) {
-  const bool int8 = r == KvRead::int8_per_channel;
-  if (elem == portable::Elem::fp16)
-    return int8 ? reinterpret_cast<const void*>(&narrow_decode_kernel<S, __half, KvRead::int8_per_channel>)
-                : reinterpret_cast<const void*>(&narrow_decode_kernel<S, __half, KvRead::fp8_per_tensor>);
-  return int8 ? reinterpret_cast<const void*>(&narrow_decode_kernel<S, __nv_bfloat16, KvRead::int8_per_channel>)
-              : reinterpret_cast<const void*>(&narrow_decode_kernel<S, __nv_bfloat16, KvRead::fp8_per_tensor>);
+template <class Shape, KvRead R>
+const void* kernel_for(portable::Elem elem) {
+  if (elem == portable::Elem::fp16) return reinterpret_cast<const void*>(&narrow_decode_kernel<Shape, __half, R>);
+  return reinterpret_cast<const void*>(&narrow_decode_kernel<Shape, __nv_bfloat16, R>);
+}
+
+// Calls f(NarrowKernel<Shape, R>{}) for the cache format `r` (one of the three 8-bit reads).
+template <class Shape, class F>
+auto with_format(KvRead r, F&& f) {
+  if (r == KvRead::int8_per_channel) return f(NarrowKernel<Shape, KvRead::int8_per_channel>{});
+  if (r == KvRead::fp8_ds_mla) return f(NarrowKernel<Shape, KvRead::fp8_ds_mla>{});
+  return f(NarrowKernel<Shape, KvRead::fp8_per_tensor>{});
 }
 
 // Calls f(S{}) with the shape that takes `rows` query rows per sequence.
@@ -655,38 +750,50 @@ int warpgroups(int rows) {
 int threads_per_cta(int rows) {
   return with_shape(rows, [](auto s) { return decltype(s)::kThreads; });
 }
-size_t smem_bytes(int rows) {
-  return with_shape(rows, [](auto s) { return decltype(s)::kSmemBytes; });
+size_t smem_bytes(int rows, KvRead read) {
+  return with_shape(rows, [&](auto shape) {
+    return with_format<decltype(shape)>(read, [](auto k) { return decltype(k)::kSmemBytes; });
+  });
 }
 
-int prepare(int rows) {
-  return with_shape(rows, [](auto s) {
-    using S = decltype(s);
-    std::vector<const void*> kernels;
-    for (portable::Elem elem : {portable::Elem::bf16, portable::Elem::fp16})
-      for (KvRead r : {KvRead::fp8_per_tensor, KvRead::int8_per_channel}) kernels.push_back(kernel_for<S>(elem, r));
-    return hopper::prepare_kernels(kernels, S::kThreads, S::kSmemBytes, "narrow_decode_kernel");
+int prepare(int rows, KvRead read) {
+  return with_shape(rows, [&](auto shape) {
+    using Shape = decltype(shape);
+    return with_format<Shape>(read, [](auto k) {
+      using K = decltype(k);
+      const std::vector<const void*> kernels = {kernel_for<Shape, K::kRead>(portable::Elem::bf16),
+                                                kernel_for<Shape, K::kRead>(portable::Elem::fp16)};
+      return hopper::prepare_kernels(kernels, K::kThreads, K::kSmemBytes, "narrow_decode_kernel");
+    });
   });
+}
+
+bool reads(KvRead read) {
+  return read == KvRead::fp8_per_tensor || read == KvRead::int8_per_channel || read == KvRead::fp8_ds_mla;
 }
 
 void launch_decode(portable::Elem elem, int grid, const DecodeParams& p, int64_t kv_blocks, const ScheduleLayout& layout,
                    cudaStream_t stream) {
   if (p.page_size != kBlockN || p.h_kv != 1 || p.rows_per_group > max_rows())
     fail(ErrorCode::unsupported, "cuda narrow kernel: needs page size 64, h_kv = 1 and s_q x h_q <= 32");
-  if (p.kv_read != KvRead::fp8_per_tensor && p.kv_read != KvRead::int8_per_channel)
-    fail(ErrorCode::unsupported, "cuda narrow kernel: reads the fp8_e4m3 and int8 caches only");
+  if (!reads(p.kv_read))
+    fail(ErrorCode::unsupported, "cuda narrow kernel: reads the fp8_e4m3, int8 and fp8_ds_mla caches only");
   if (p.kv_stride_token % 16 != 0 || p.kv_stride_block % 16 != 0 || reinterpret_cast<uintptr_t>(p.kv) % 16 != 0)
     fail(ErrorCode::unsupported, "cuda narrow kernel: kv_cache strides must be multiples of 16 bytes, data 16-byte aligned");
   (void)kv_blocks;  // pages are addressed through the block table alone
-  with_shape(p.rows_per_group, [&](auto s) {
-    using S = decltype(s);
-    const void* fn = kernel_for<S>(elem, p.kv_read);
-    DecodeParams params = p;
-    ScheduleLayout sched = layout;
-    void* args[] = {&params, &sched};
-    // A plain launch: the scheduler has completed when this grid starts (the combine relies on it).
-    check(cudaLaunchKernel(fn, dim3(grid), dim3(S::kThreads), args, S::kSmemBytes, stream), "narrow_decode_kernel launch");
-    return 0;
+  with_shape(p.rows_per_group, [&](auto shape) {
+    using Shape = decltype(shape);
+    return with_format<Shape>(p.kv_read, [&](auto k) {
+      using K = decltype(k);
+      const void* fn = kernel_for<Shape, K::kRead>(elem);
+      DecodeParams params = p;
+      ScheduleLayout sched = layout;
+      void* args[] = {&params, &sched};
+      // A plain launch: the scheduler has completed when this grid starts (the combine relies on it).
+      check(cudaLaunchKernel(fn, dim3(grid), dim3(K::kThreads), args, K::kSmemBytes, stream),
+            "narrow_decode_kernel launch");
+      return 0;
+    });
   });
 }
 

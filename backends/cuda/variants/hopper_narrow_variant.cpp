@@ -1,6 +1,6 @@
-// The narrow Hopper kernel (sm_90a, hopper_narrow/) as a table entry: fp8_e4m3 and int8 caches
-// with at most 32 query rows per sequence (s_q x h_q), keys on the wgmma M dimension so those rows
-// do not pay a 64-row tile's tensor work; the Hopper kernel's contiguous cost-balanced schedule,
+// The narrow Hopper kernel (sm_90a, hopper_narrow/) as a table entry: 8-bit caches (fp8_e4m3,
+// int8, fp8_ds_mla) with at most 32 query rows per sequence (s_q x h_q), keys on the wgmma M
+// dimension so those rows do not pay a 64-row tile's tensor work; the Hopper kernel's contiguous cost-balanced schedule,
 // one CTA per piece (two CTAs of one warpgroup per SM up to 16 rows, one of two warpgroups up to 32).
 #include <string>
 
@@ -23,9 +23,9 @@ class HopperNarrowVariant final : public HopperFamilyVariant {
   }
 
   [[nodiscard]] std::string refusal(const Problem& p, const DeviceInfo& device) const override {
-    if (p.kv_format != KvFormat::fp8_e4m3 && p.kv_format != KvFormat::int8)
+    if (!hopper_narrow::reads(kv_read_of(p.kv_format)))
       return std::string("the cache is ") + kv_format_name(p.kv_format) +
-             " (the narrow kernel reads the fp8_e4m3 and int8 caches)";
+             " (the narrow kernel reads the 8-bit caches: fp8_e4m3, int8, fp8_ds_mla)";
     const int64_t rows = p.s_q * p.heads_per_kv();
     if (rows > hopper_narrow::max_rows())
       return (p.h_kv == 1 ? "s_q x h_q = " : "s_q x h_q / h_kv = ") + std::to_string(rows) +
@@ -38,8 +38,9 @@ class HopperNarrowVariant final : public HopperFamilyVariant {
 
   LaunchChoice configure(const Problem& p, const DeviceInfo& device, const CudaConfig&, std::ostream& why) const override {
     const int rows = static_cast<int>(p.s_q * p.heads_per_kv());
-    const int occ = hopper_narrow::prepare(rows);
-    LaunchChoice c = base_choice(p, device, occ, hopper_narrow::smem_bytes(rows), hopper_narrow::threads_per_cta(rows),
+    const pk::KvRead read = kv_read_of(p.kv_format);
+    const int occ = hopper_narrow::prepare(rows, read);
+    LaunchChoice c = base_choice(p, device, occ, hopper_narrow::smem_bytes(rows, read), hopper_narrow::threads_per_cta(rows),
                                  "narrow Hopper kernel");
     const int wgs = hopper_narrow::warpgroups(rows);
     c.n_cols = hopper_narrow::columns(rows);
@@ -52,7 +53,8 @@ class HopperNarrowVariant final : public HopperFamilyVariant {
     why << "narrow Hopper kernel (sm_90a: keys on the wgmma M dimension, S^T = K Q^T and O^T = V^T P^T with N = "
         << hopper_narrow::columns(rows) << " query rows; the " << kv_format_name(p.kv_format)
         << " bytes of each 64-token page brought in by one bulk copy and dequantized to fp16 in registers on their way "
-           "to the tensor cores; "
+           "to the tensor cores"
+        << (read == pk::KvRead::fp8_ds_mla ? " (times each key's group scale; the bf16 rope as stored under a bf16 query)" : "") << "; "
         << (wgs == 1 ? "one warpgroup per CTA, whose thread 0 also issues the copies, 2-stage ring"
                      : "two warpgroups per CTA taking a page each (S^T) and half the value dims each (O^T), thread 0 "
                        "issuing the copies, 4-stage ring")

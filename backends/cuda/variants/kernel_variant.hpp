@@ -72,6 +72,9 @@ class KernelVariant {
 // Every variant, most preferred first: kernel = auto takes the first that does not refuse.
 const std::vector<const KernelVariant*>& kernel_variants();
 
+// How the kernels read a cache of `format` (plain: 16-bit elements of the query's dtype).
+portable::KvRead kv_read_of(KvFormat format);
+
 // Work items per persistent CTA the portable scheduler aims at: smaller items balance varlen
 // batches (CTAs take items dynamically), at the cost of more partials to combine.
 inline constexpr int kScheduleWaves = 4;
