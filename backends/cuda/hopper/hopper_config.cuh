@@ -88,9 +88,12 @@ inline constexpr int kDsScaleOffset = kDv;                             // fp8_ds
 inline constexpr int kDsRopeOffset = kDv + 16;                         // 4 fp32 scales, 64 bf16 rope
 inline constexpr int kDsTokenBytes = kDsRopeOffset + 2 * (kDqk - kDv); // 656
 inline constexpr int kDsScaleBytes = kBlockN * 16;                     // one group's scales: 1 KiB
-inline constexpr int kScaleAreaBytes = kStages * 2 * kDsScaleBytes;    // 4 KiB
+// The scale area: fp8_ds_mla's scales per stage and group (4 KiB; int8 keeps its 512 output
+// channel scales in the first 2 KiB), then the query rows' maxima of QueryToFp16 (two sets of 64).
+inline constexpr int kRowMaxOffset = kStages * 2 * kDsScaleBytes;     // 4 KiB
+inline constexpr int kScaleAreaBytes = kRowMaxOffset + 2 * kRows * 4;  // 4.5 KiB
 inline constexpr int kBarrierBytes = 12 * 8;       // full, empty and staged, per stage and group
-// 3 x 72 KiB + 2 KiB + 4 KiB + 96 B + 1 KiB alignment slack = 228448 <= 232448 (227 KiB opt-in).
+// 3 x 72 KiB + 2 KiB + 4.5 KiB + 96 B + 1 KiB alignment slack = 228960 <= 232448 (227 KiB opt-in).
 inline constexpr size_t kSmemBytes =
     size_t(kTileBytes) * (1 + kStages) + kExchangeBytes + kScaleAreaBytes + kBarrierBytes + kSmemAlign;
 static_assert(kSmemBytes <= 232448, "the Hopper kernel's shared memory exceeds the 227 KiB opt-in limit");

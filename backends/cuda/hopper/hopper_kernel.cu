@@ -205,7 +205,7 @@ __device__ __forceinline__ float base_of(float m) { return m == -INFINITY ? 0.f 
 template <typename T, KvRead R>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_decode_kernel(const __grid_constant__ KvMaps maps, const DecodeParams p, const ScheduleLayout layout) {
-  // The tensor cores' input type: T, except for fp8_e4m3 / int8 caches, whose values are exact
+  // The tensor cores' input type: T, except for 8-bit caches, whose values are exact
   // in fp16 (one conversion instruction per pair, against four to bf16); a bf16 query then goes
   // to fp16 with a per-row power of two (QueryToFp16) so no value leaves fp16's range.
   using M = typename KvMma<T, R>::type;

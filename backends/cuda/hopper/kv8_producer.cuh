@@ -80,11 +80,11 @@ struct Kv8Producer {
 
   using M = typename KvMma<T, R>::type;  // the 16-bit tile's type
 
-  // Eight 8-bit values as eight M. To fp16 (fp8_e4m3, int8): fp8 pairs by one cvt each, int8 by
-  // the 1024 + code trick (the byte under a 0x64 exponent byte, minus 1152: exact); otherwise
-  // through float (fp8_ds_mla's group scale, or bf16).
+  // Eight 8-bit values as eight M. To fp16: fp8 pairs by one cvt each (fp8_ds_mla's then times
+  // the group's scale, one HMUL2), int8 by the 1024 + code trick (the byte under a 0x64 exponent
+  // byte, minus 1152: exact); to bf16 through float.
   __device__ static uint4 dequantize8(uint2 raw, float scale) {
-    if constexpr (std::is_same_v<M, __half> && !kDs) {
+    if constexpr (std::is_same_v<M, __half>) {
       uint32_t out[4];
       const uint32_t words[2] = {raw.x, raw.y};
 #pragma unroll
@@ -101,6 +101,14 @@ struct Kv8Producer {
           asm volatile("{\n.reg .b16 lo, hi;\nmov.b32 {lo, hi}, %2;\ncvt.rn.f16x2.e4m3x2 %0, lo;\ncvt.rn.f16x2.e4m3x2 %1, hi;\n}\n"
               : "=r"(out[2 * w]), "=r"(out[2 * w + 1])
               : "r"(words[w]));
+        }
+      }
+      if constexpr (kDs) {
+        const __half2 s = __float2half2_rn(scale);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const __half2 v = __hmul2(*reinterpret_cast<const __half2*>(&out[k]), s);
+          out[k] = *reinterpret_cast<const uint32_t*>(&v);
         }
       }
       return make_uint4(out[0], out[1], out[2], out[3]);

@@ -1,8 +1,10 @@
-// fp16 tensor-core input for the fp8_e4m3 and int8 caches (KvMma), and the query's conversion to
-// fp16 that it needs (QueryToFp16).
+// fp16 tensor-core input for the 8-bit caches (KvMma), and the query's conversion to fp16 that it
+// needs (QueryToFp16).
 //
 // fp8 e4m3 values and int8 codes are exact in fp16, and reach it in one or two instructions per
-// pair (to bf16: four), which is what limits the producer warps that dequantize. The query
+// pair (to bf16: four), which is what limits the producer warps that dequantize; fp8_ds_mla's
+// values take one more (times the group's power-of-two scale, exact in fp16's range) and its
+// bf16 rope is converted to fp16 in place. The query
 // (bf16, or fp16 times int8's per-channel scales) is then rounded to fp16 once, each row first
 // multiplied by the power of two 2^e_r that puts its largest magnitude in [2^14, 2^15): no value
 // overflows, every value above 2^-28 of the row's largest keeps fp16's 11 bits (bf16 has 8), and S is scaled back by 2^-e_r together with the softmax scale. P is in [0, 1] and
@@ -33,16 +35,21 @@ template <typename T>
 struct KvMma<T, portable::KvRead::int8_per_channel> {
   using type = __half;
 };
+template <typename T>
+struct KvMma<T, portable::KvRead::fp8_ds_mla> {
+  using type = __half;
+};
 
 template <typename T, portable::KvRead R>
 struct QueryToFp16 {
   static constexpr bool kInt8 = R == portable::KvRead::int8_per_channel;
   // The rows' largest magnitudes (float bits; non-negative floats order as integers), one set per
-  // item parity, after int8's 512 output-column scales in the (otherwise unused) scale area.
+  // item parity, after fp8_ds_mla's scales (and int8's 512 output-column scales) in the scale area.
   __device__ static uint32_t* row_max(const Smem& sm, int parity) {
-    return reinterpret_cast<uint32_t*>(sm.scales_ptr + kDv * 4) + parity * kRows;
+    return reinterpret_cast<uint32_t*>(sm.scales_ptr + kRowMaxOffset) + parity * kRows;
   }
-  static_assert(kDv * 4 + 2 * kRows * 4 <= kScaleAreaBytes, "the row maxima fit the scale area");
+  static_assert(kDv * 4 <= kRowMaxOffset && kRowMaxOffset + 2 * kRows * 4 <= kScaleAreaBytes,
+                "the row maxima fit the scale area, after the scales");
   __device__ static float channel_scale(const float* kv_scale, int col) { return kInt8 ? __ldg(kv_scale + col) : 1.f; }
   __device__ static unsigned char* chunk_of(unsigned char* q_s, int idx) {
     const int r = idx / (kDqk / 8), ch = idx % (kDqk / 8);
