@@ -6,8 +6,8 @@
 //   soon as the group's 16-bit region is free (its "empty" mbarrier): the 4 latent boxes of the
 //   group (64 tokens x 64 bytes each, 4 KiB) land in the upper half of the group's own 32 KiB
 //   of latent boxes, group B's 8-bit rope box in the upper half of the rope box; fp8_ds_mla's
-//   bf16 rope goes straight into the rope box (128B-swizzled, as wgmma reads it) and its scales
-//   into a 1 KiB area per stage and group. Completion is counted on the "staged" mbarrier.
+//   bf16 rope goes straight into the rope box (128B-swizzled, where group B's converters turn
+//   it into fp16 in place) and its scales into a 1 KiB area per stage and group. Completion is counted on the "staged" mbarrier.
 // - The converters (warps kProducerWarp .. kLoaderWarp - 1, 96 threads) wait for "staged",
 //   dequantize two boxes at a time into the 16-bit boxes, and arrive on "full". 16-bit box i
 //   covers bytes [8 KiB i, 8 KiB i + 8 KiB) of the group region and 8-bit box i sits at

@@ -88,10 +88,11 @@ __device__ __forceinline__ uint32_t qt_offset(int n, int d, int box_bytes) {
 }
 
 // fp8_ds_mla's rope box (Q^T box 8, 4 k-steps): k-step kk takes, in slots 2 c + e and 8 + 2 c + e,
-// rope values 16 c + 2 kk + e and 16 c + 8 + 2 kk + e (words kk of the key's bf16 chunks 2 c and
-// 2 c + 1). Byte offset of rope value r (0..63, even) of row n in Q^T.
+// rope values 8 c + 2 kk + e and 32 + 8 c + 2 kk + e (words kk of the key's bf16 chunks c and
+// c + 4: with S^T's keys 4 apart in a load phase, chunks c = 0..3 of a 656-byte row meet 8
+// different bank groups). Byte offset of rope value r (0..63, even) of row n in Q^T.
 __device__ __forceinline__ uint32_t qt_rope16_offset(int n, int r, int box_bytes) {
-  const int c = r / 16, t = r % 16, hi = t / 8, kk = (t % 8) / 2, e = t % 2;
+  const int hi = r / 32, c = (r % 32) / 8, kk = (r % 8) / 2, e = r % 2;
   const int col = kk * 16 + 8 * hi + 2 * c + e;
   return 2 * (kInBoxes - 1) * box_bytes + swz(n, col / 8) + (col % 8) * 2;
 }

@@ -122,8 +122,9 @@ struct SumOp {
 // so its largest magnitude (times int8's per-channel scales) sits in [2^14, 2^15): no overflow,
 // fp16's 11 bits for every value above 2^-28 of the row's largest. col_scale[n] gets the softmax
 // scale (log2 domain) times 2^(e_n - 14). Warp w of the CTA builds rows w, w + kWarps, ...; rows
-// past the sequence's query rows and dims 576..639 are zeros. fp8_ds_mla: the rope dims are T
-// (the query's type, exact under the power of two) in their own order (qt_rope16_offset).
+// past the sequence's query rows are zeros, and so are dims 576..639 of the 8-bit formats.
+// fp8_ds_mla: the rope dims are T (the query's type, exact under the power of two) in their own
+// order in box 8 (qt_rope16_offset); box 9 is neither written nor read.
 template <class S, typename T>
 __device__ void build_qt(const NarrowSmem<S>& sm, const DecodeParams& p, const SplitEntry& e, float scale_log2, int warp,
                          int lane) {
@@ -260,12 +261,12 @@ __device__ __forceinline__ void compute_st(float (&st)[S::kCols / 2], uint32_t s
                                                 });
   }
   if constexpr (S::kGroupScales) {
-    // The rope box: bf16, chunks 2 c and 2 c + 1 of the key's rope (k-step kk: word kk of each;
+    // The rope box: bf16, chunks c and c + 4 of the key's rope (k-step kk: word kk of each;
     // qt_rope16_offset).
     constexpr int kRopeQ = (kInBoxes - 1) * kKStepsPerBox, kRopeGroup = (kInBoxes - 1) * kGroups;
-    const uint32_t rope = stage + S::kRopeOffset + 32 * c;
-    uint4 ra = lds128(rope + ka * TB), ra_hi = lds128(rope + ka * TB + 16);
-    uint4 rb = lds128(rope + kb * TB), rb_hi = lds128(rope + kb * TB + 16);
+    const uint32_t rope = stage + S::kRopeOffset + 16 * c;
+    uint4 ra = lds128(rope + ka * TB), ra_hi = lds128(rope + ka * TB + 64);
+    uint4 rb = lds128(rope + kb * TB), rb_hi = lds128(rope + kb * TB + 64);
     if (last_page) {
       if (ka >= valid) ra = ra_hi = make_uint4(0, 0, 0, 0);
       if (kb >= valid) rb = rb_hi = make_uint4(0, 0, 0, 0);
