@@ -414,7 +414,8 @@ struct PageLoader {
   uint64_t policy = 0;
   __device__ bool more() const { return load.more(); }
   __device__ void start(const DecodeParams& p, const ScheduleLayout& layout, int item_begin, int end) {
-    policy = hopper::evict_first_policy();  // each page is read by this CTA alone, once
+    // Each page is read by this CTA alone, once (evict_normal measured 3-5% slower).
+    policy = hopper::evict_first_policy();
     load.start(p, layout, item_begin, end);
   }
   // Pages issued by issue_until (page v goes to stage v % kStages). The N = 16 step calls issue()

@@ -19,9 +19,14 @@ constexpr int kColThreads = kDv / 4;  // 4 output columns (one float4) per threa
 // With few rows to merge (small batch: one wave of CTAs, each latency-bound on its loads),
 // kWideGroups groups of kColThreads threads each sum every kWideGroups-th split. With many
 // rows, one group: the GPU is full of CTAs anyway, and wide CTAs cost occupancy (measured,
-// docs/perf/h100.md: b2 h128 -3.8 us with 4 groups, b128 h64/h128 up to +9% with 4 groups).
+// docs/perf/h100.md: b2 h128 -3.8 us with 4 groups, b128 h64/h128 up to +9% with 4 groups;
+// docs/perf/h200.md, seventh session: at b 128, h_q 16 (2048 rows, 2-3 splits each) the wide
+// form took 13.6-20.4 us, and the decode 6-11% longer, than with one group).
 constexpr int kWideGroups = 4;
-constexpr int64_t kWideMaxRows = 2048;  // (sequence, row) CTAs up to which the wide form runs
+#ifndef MLA_COMBINE_WIDE_MAX_ROWS
+#define MLA_COMBINE_WIDE_MAX_ROWS 1024
+#endif
+constexpr int64_t kWideMaxRows = MLA_COMBINE_WIDE_MAX_ROWS;  // (sequence, row) CTAs up to which the wide form runs
 
 template <typename T>
 __device__ void store4(T* dst, float4 v);
