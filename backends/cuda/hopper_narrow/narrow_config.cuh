@@ -33,7 +33,7 @@
 // (measured: 252 us at b 128, h_q 16, 8k, where the math alone took 244).
 //
 // Orders chosen so every fragment is a whole 8- or 16-byte load and S^T's loads are free of bank
-// conflicts (narrow_fragments.cuh; V's have 2-way conflicts with 576-byte tokens, none with 656):
+// conflicts (narrow_layout.hpp; V's have 2-way conflicts with 576-byte tokens, none with 656):
 // - S^T: thread (warp w of its warpgroup, g = lane / 4, c = lane % 4) holds keys st_key(w, g) and
 //   that + 8, and reads chunks c and c + 4 of each 128-dim group of the key's row; k-step kk of
 //   group G takes bytes 2 kk, 2 kk + 1 of those chunks, so Q^T's K order is permuted to match
@@ -44,6 +44,7 @@
 #pragma once
 
 #include "../portable/portable_launch.hpp"
+#include "narrow_layout.hpp"
 
 namespace mla::cuda::hopper_narrow {
 
@@ -51,11 +52,6 @@ using portable::kDqk;
 using portable::kDv;
 using portable::KvRead;
 
-inline constexpr int kBlockN = 64;                         // keys per KV page = wgmma M of S^T
-inline constexpr int kInBoxCols = 128;                     // dims per "box": the 128-dim groups S^T walks
-inline constexpr int kInBoxes = 5;                         // 4 latent boxes + the rope box (dims 512..639;
-                                                           // past 575 zeros, never read)
-inline constexpr int kKStepsPerBox = kInBoxCols / 16;      // 8 k-steps of S^T per box
 inline constexpr int kQBoxes = kInBoxes * 2;               // Q^T: 10 boxes of 64 fp16 (4 k-steps) per row
 inline constexpr int kSmemAlign = 1024;                    // 128B-swizzle atoms
 
