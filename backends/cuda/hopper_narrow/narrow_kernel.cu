@@ -274,7 +274,7 @@ __device__ __forceinline__ void issue_pv(float (&o)[S::kMTiles][S::kCols / 2], u
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk) {
     // K-index j of the k-step holds key 16 kk + pv_key(j): keys 2c, 2c + 1, 2c + 8, 2c + 9 of the
-    // k-step, for 576-byte tokens the pair swapped for odd c (bank groups, narrow_fragments.cuh).
+    // k-step, for 576-byte tokens the pair swapped for odd c (bank groups, narrow_layout.hpp).
     const int k0 = 16 * kk + pv_key<TB>(2 * c), k1 = 16 * kk + pv_key<TB>(2 * c + 1);
     Words<kWords> x0 = load_words<kWords>(stage + k0 * TB + dim0), x1 = load_words<kWords>(stage + k1 * TB + dim0);
     Words<kWords> x2 = load_words<kWords>(stage + (k0 + 8) * TB + dim0);

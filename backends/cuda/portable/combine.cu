@@ -21,7 +21,7 @@ constexpr int kColThreads = kDv / 4;  // 4 output columns (one float4) per threa
 // rows, one group: the GPU is full of CTAs anyway, and wide CTAs cost occupancy (measured,
 // docs/perf/h100.md: b2 h128 -3.8 us with 4 groups, b128 h64/h128 up to +9% with 4 groups;
 // docs/perf/h200.md, seventh session: at b 128, h_q 16 (2048 rows, 2-3 splits each) the wide
-// form took 13.6-20.4 us, and the decode 6-11% longer, than with one group).
+// form took 13.6-20.4 us, and the decode 7-13% longer, than with one group).
 constexpr int kWideGroups = 4;
 #ifndef MLA_COMBINE_WIDE_MAX_ROWS
 #define MLA_COMBINE_WIDE_MAX_ROWS 1024
