@@ -84,9 +84,9 @@ inline constexpr int kLoaderWarp = kProducerWarp + kConvertWarps;     // warp 11
 inline constexpr int kInBoxCols = 64;                                  // 8-bit values (bytes) per box row
 inline constexpr int kInBoxBytes = kBlockN * kInBoxCols;               // 4 KiB
 inline constexpr int kNopeBoxesPerGroup = kVBoxesPerWarpgroup;         // 4: a group's latent boxes
-inline constexpr int kDsScaleOffset = kDv;                             // fp8_ds_mla token: 512 fp8,
-inline constexpr int kDsRopeOffset = kDv + 16;                         // 4 fp32 scales, 64 bf16 rope
-inline constexpr int kDsTokenBytes = kDsRopeOffset + 2 * (kDqk - kDv); // 656
+using portable::kDsRopeOffset;   // fp8_ds_mla's token layout (portable_launch.hpp)
+using portable::kDsScaleOffset;
+using portable::kDsTokenBytes;
 inline constexpr int kDsScaleBytes = kBlockN * 16;                     // one group's scales: 1 KiB
 // The scale area: fp8_ds_mla's scales per stage and group (4 KiB; int8 keeps its 512 output
 // channel scales in the first 2 KiB), then the query rows' maxima of QueryToFp16 (two sets of 64).

@@ -106,10 +106,7 @@ struct Kv8Producer {
       if constexpr (kDs) {
         const __half2 s = __float2half2_rn(scale);
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const __half2 v = __hmul2(*reinterpret_cast<const __half2*>(&out[k]), s);
-          out[k] = *reinterpret_cast<const uint32_t*>(&v);
-        }
+        for (int k = 0; k < 4; ++k) out[k] = portable::scale_f16x2(out[k], s);
       }
       return make_uint4(out[0], out[1], out[2], out[3]);
     } else {

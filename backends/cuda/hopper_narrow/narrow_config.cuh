@@ -84,12 +84,12 @@ struct NarrowKernel : Shape {
   static_assert(R == KvRead::fp8_per_tensor || R == KvRead::int8_per_channel || R == KvRead::fp8_ds_mla,
                 "8-bit caches only");
   static constexpr KvRead kRead = R;
-  // fp8_ds_mla: bytes 512..527 of a token are its four group scales, 528..655 its bf16 rope.
+  // fp8_ds_mla: four fp32 group scales after the latent bytes, then the bf16 rope.
   static constexpr bool kGroupScales = R == KvRead::fp8_ds_mla;
-  static constexpr int kTokenBytes = kGroupScales ? 656 : kDqk;
+  static constexpr int kTokenBytes = kGroupScales ? portable::kDsTokenBytes : kDqk;
   static constexpr int kStageBytes = kBlockN * kTokenBytes;  // one page: 36 or 41 KiB
-  static constexpr int kScaleOffset = 512;
-  static constexpr int kRopeOffset = kGroupScales ? 528 : 512;
+  static constexpr int kScaleOffset = portable::kDsScaleOffset;  // fp8_ds_mla only
+  static constexpr int kRopeOffset = portable::kDsRopeOffset;    // fp8_ds_mla only
   static constexpr int kRope16KSteps = 4;  // fp8_ds_mla: its 64 bf16 rope dims, 16 per k-step
   static constexpr size_t kSmemBytes = size_t(Shape::kStages) * kStageBytes + Shape::kQBytes + Shape::kPBytes +
                                        Shape::kXchFloats * 4 + 2 * Shape::kStages * 8 /* mbarriers */ + kSmemAlign;

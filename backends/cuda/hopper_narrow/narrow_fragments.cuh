@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "../portable/kv_dequant.cuh"
 #include "../portable/portable_launch.hpp"
 #include "narrow_config.cuh"
 #include "narrow_layout.hpp"
@@ -29,13 +30,6 @@ __device__ __forceinline__ uint32_t pair_to_f16x2(uint32_t word, int half) {
       asm("{\n.reg .b16 lo, hi;\nmov.b32 {lo, hi}, %1;\ncvt.rn.f16x2.e4m3x2 %0, lo;\n}\n" : "=r"(out) : "r"(word));
     return out;
   }
-}
-
-// A bf16 pair as an fp16 pair (fp8_ds_mla's rope under an fp16 query; rounds, and overflows
-// past 65504 as any conversion to fp16 would).
-__device__ __forceinline__ uint32_t bf16x2_to_f16x2(uint32_t word) {
-  const __half2 h = __floats2half2_rn(__uint_as_float(word << 16), __uint_as_float(word & 0xFFFF0000u));
-  return *reinterpret_cast<const uint32_t*>(&h);
 }
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {

@@ -172,11 +172,6 @@ __device__ __forceinline__ void st_groups(float (&st)[S::kCols / 2], uint32_t (&
   }
 }
 
-__device__ __forceinline__ uint32_t hmul2_bits(uint32_t x, __half2 s) {
-  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&x), s);
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-
 // S^T = K Q^T of the page in `stage` (64 keys x N rows, fp32), A fragments dequantized from the
 // page box by box (fp8_ds_mla: times the keys' group scales; its rope box bf16 as stored, TQ the
 // query's type). Keys at or past `valid` (the sequence's end) read as 0: their bytes may be
@@ -222,10 +217,10 @@ __device__ __forceinline__ void compute_st(float (&st)[S::kCols / 2], uint32_t s
                                                   a[2] = pair_to_f16x2<R>(word_of(ra4, kk / 2), kk & 1);
                                                   a[3] = pair_to_f16x2<R>(word_of(rb4, kk / 2), kk & 1);
                                                   if constexpr (S::kGroupScales) {
-                                                    a[0] = hmul2_bits(a[0], ha);
-                                                    a[1] = hmul2_bits(a[1], hb);
-                                                    a[2] = hmul2_bits(a[2], ha);
-                                                    a[3] = hmul2_bits(a[3], hb);
+                                                    a[0] = portable::scale_f16x2(a[0], ha);
+                                                    a[1] = portable::scale_f16x2(a[1], hb);
+                                                    a[2] = portable::scale_f16x2(a[2], ha);
+                                                    a[3] = portable::scale_f16x2(a[3], hb);
                                                   }
                                                 });
   }
@@ -241,7 +236,7 @@ __device__ __forceinline__ void compute_st(float (&st)[S::kCols / 2], uint32_t s
       if (kb >= valid) rb = rb_hi = make_uint4(0, 0, 0, 0);
     }
     constexpr bool kBf16 = !std::is_same_v<TQ, __half>;
-    auto as_tq = [](uint32_t w) { return kBf16 ? w : bf16x2_to_f16x2(w); };
+    auto as_tq = [](uint32_t w) { return kBf16 ? w : portable::bf16x2_to<__half>(w); };
     st_groups<S, TQ, S::kRope16KSteps, kGroup>(st, frag, qt_desc, kRopeQ, kRopeGroup, [&](uint32_t(&a)[4], int kk) {
       a[0] = as_tq(word_of(ra, kk));
       a[1] = as_tq(word_of(rb, kk));
@@ -322,10 +317,10 @@ __device__ __forceinline__ void issue_pv(float (&o)[S::kMTiles][S::kCols / 2], u
         if constexpr (S::kGroupScales) {
 #pragma unroll
           for (int t = 0; t < 2; ++t) {
-            a[2 * w2 + t][0] = hmul2_bits(a[2 * w2 + t][0], h01);
-            a[2 * w2 + t][1] = hmul2_bits(a[2 * w2 + t][1], h01);
-            a[2 * w2 + t][2] = hmul2_bits(a[2 * w2 + t][2], h23);
-            a[2 * w2 + t][3] = hmul2_bits(a[2 * w2 + t][3], h23);
+            a[2 * w2 + t][0] = portable::scale_f16x2(a[2 * w2 + t][0], h01);
+            a[2 * w2 + t][1] = portable::scale_f16x2(a[2 * w2 + t][1], h01);
+            a[2 * w2 + t][2] = portable::scale_f16x2(a[2 * w2 + t][2], h23);
+            a[2 * w2 + t][3] = portable::scale_f16x2(a[2 * w2 + t][3], h23);
           }
         }
       }

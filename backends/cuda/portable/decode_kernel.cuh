@@ -108,10 +108,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         if (p.kv_read != KvRead::fp8_ds_mla) {
           v = dequantize_chunk<T>(*reinterpret_cast<const uint2*>(bytes + ch * 8), p.kv_read == KvRead::int8_per_channel, 1.f);
         } else if (ch < kDv / 8) {  // latent: 8 fp8 of group ch / 16 (128 values per scale)
-          const float scale = *reinterpret_cast<const float*>(bytes + kDv + 4 * (ch / 16));
+          const float scale = *reinterpret_cast<const float*>(bytes + kDsScaleOffset + 4 * (ch / 16));
           v = dequantize_chunk<T>(*reinterpret_cast<const uint2*>(bytes + ch * 8), false, scale);
         } else {  // rope: 8 bf16 after the 4 scales
-          const uint2* r = reinterpret_cast<const uint2*>(bytes + kDv + 16 + (ch - kDv / 8) * 16);
+          const uint2* r = reinterpret_cast<const uint2*>(bytes + kDsRopeOffset + (ch - kDv / 8) * 16);
           v = rope_chunk<T>(r[0], r[1]);
         }
         *reinterpret_cast<uint4*>(dst0 + key * kRowStride + ch * 8) = v;

@@ -50,7 +50,16 @@ __device__ __forceinline__ uint4 dequantize_chunk(uint2 raw, bool is_int8, float
   return make_uint4(out[0], out[1], out[2], out[3]);
 }
 
-// Eight bf16 values (fp8_ds_mla's rope) as eight T.
+// A bf16 pair (low half first) as a T pair: exact to bf16; to fp16 it rounds, and overflows past
+// 65504 as any conversion to fp16 would.
+template <typename T>
+__device__ __forceinline__ uint32_t bf16x2_to(uint32_t word) {
+  return ElemOps<T>::pack(__uint_as_float(word << 16), __uint_as_float(word & 0xFFFF0000u));
+}
+
+// Eight bf16 values (fp8_ds_mla's rope) as eight T: bf16x2_to's math per pair, written by 16-bit
+// halves. (Written as four bf16x2_to calls it compiled to different PTX in the Hopper and portable
+// kernels, a change not yet timed on a GPU.)
 template <typename T>
 __device__ __forceinline__ uint4 rope_chunk(uint2 lo, uint2 hi) {
   const uint16_t* a = reinterpret_cast<const uint16_t*>(&lo);
@@ -58,6 +67,12 @@ __device__ __forceinline__ uint4 rope_chunk(uint2 lo, uint2 hi) {
   auto f = [](uint16_t bits) { return __uint_as_float(static_cast<uint32_t>(bits) << 16); };
   return make_uint4(ElemOps<T>::pack(f(a[0]), f(a[1])), ElemOps<T>::pack(f(a[2]), f(a[3])),
                     ElemOps<T>::pack(f(b[0]), f(b[1])), ElemOps<T>::pack(f(b[2]), f(b[3])));
+}
+
+// An fp16 pair (as its bits) times `s`: fp8_ds_mla's group scales on the sm_90 kernels' fp16 path.
+__device__ __forceinline__ uint32_t scale_f16x2(uint32_t pair, __half2 s) {
+  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&pair), s);
+  return *reinterpret_cast<const uint32_t*>(&r);
 }
 
 }  // namespace mla::cuda::portable

@@ -12,6 +12,11 @@ namespace mla::cuda::portable {
 
 inline constexpr int kDqk = 576;  // d_c + d_r: the kernels are compiled for DeepSeek's MLA widths
 inline constexpr int kDv = 512;   // d_c
+// fp8_ds_mla's token, for every kernel that reads it: kDv fp8 latent bytes, four fp32 group scales,
+// then the rope as bf16.
+inline constexpr int kDsScaleOffset = kDv;
+inline constexpr int kDsRopeOffset = kDv + 16;
+inline constexpr int kDsTokenBytes = kDsRopeOffset + 2 * (kDqk - kDv);  // 656
 
 // One contiguous key range of one sequence; written by the scheduler, read by the decode and
 // combine kernels. 32 bytes so one entry is two aligned 16-byte loads.
